@@ -1,0 +1,8 @@
+"""mmgan: a plugin-based multimodal GAN framework."""
+
+from __future__ import annotations
+
+from mmgan.hookspecs import hookimpl, hookspec
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "hookimpl", "hookspec"]

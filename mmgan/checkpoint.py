@@ -1,0 +1,112 @@
+"""Resumable checkpoints and exported generators, both written atomically.
+
+A checkpoint is a directory ``checkpoints/step_NNNNNN`` written under a hidden temporary name and
+renamed into place once complete, so a crash while saving leaves the previous checkpoint usable.
+Exported generators are safetensors plus a JSON config: loading them never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mmgan.errors import CheckpointError
+from mmgan.files import atomic_path
+
+CHECKPOINT_RE = re.compile(r"^step_(\d{6,})$")
+PROGRESS_FILE = "mmgan_progress.json"
+STATE_FILE = "mmgan_state.safetensors"
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (a directory without its progress file is ignored)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if CHECKPOINT_RE.match(p.name) and (p / PROGRESS_FILE).is_file()]
+    return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The newest complete checkpoint, or a CheckpointError naming the run directory."""
+    found = checkpoint_dirs(run_dir)
+    if not found:
+        raise CheckpointError(f"run {run_dir} has no checkpoint to resume from (looked in {run_dir}/checkpoints)")
+    return found[-1]
+
+
+def staging_dir(run_dir: Path, step: int) -> Path:
+    """Where a checkpoint is written before the rename; the same name on every rank."""
+    return Path(run_dir) / "checkpoints" / f".step_{step:06d}.partial"
+
+
+def write_extra_state(directory: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write mmgan's own resume state (EMA weights, RNG state, step) beside Accelerate's files."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(directory / STATE_FILE))
+    # the progress file is written last: its presence marks the checkpoint complete
+    (directory / PROGRESS_FILE).write_text(json.dumps({"step": step, **meta}), encoding="utf-8")
+
+
+def publish_checkpoint(run_dir: Path, step: int, keep: int) -> Path:
+    """Rename a fully written staging directory into place and delete all but the newest ``keep``."""
+    final = Path(run_dir) / "checkpoints" / f"step_{step:06d}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging_dir(run_dir, step), final)
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read_extra_state(directory: Path) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
+    """Step, tensors and metadata saved by ``write_extra_state``; a CheckpointError if corrupt."""
+    try:
+        meta = json.loads((directory / PROGRESS_FILE).read_text(encoding="utf-8"))
+        tensors = load_file(str(directory / STATE_FILE))
+        step = int(meta.pop("step"))
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        raise CheckpointError(f"checkpoint {directory} is corrupt: {type(exc).__name__}: {exc}") from None
+    return step, tensors, meta
+
+
+def export_generator(
+    export_dir: Path, modality: str, state: dict[str, torch.Tensor], config: dict[str, Any]
+) -> Path:
+    """Write ``<modality>.safetensors`` and ``<modality>.json`` for ``mmgan generate``; returns the weights."""
+    export_dir = Path(export_dir)
+    weights = export_dir / f"{modality}.safetensors"
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp))
+    with atomic_path(export_dir / f"{modality}.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return weights
+
+
+def exported_modalities(run_dir: Path) -> list[str]:
+    """Modalities with an exported generator in ``run_dir/export``."""
+    export_dir = Path(run_dir) / "export"
+    if not export_dir.is_dir():
+        return []
+    return sorted(p.stem for p in export_dir.glob("*.json") if p.with_suffix(".safetensors").is_file())
+
+
+def read_export(run_dir: Path, modality: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and config of an exported generator, or a CheckpointError naming the file."""
+    export_dir = Path(run_dir) / "export"
+    weights, meta = export_dir / f"{modality}.safetensors", export_dir / f"{modality}.json"
+    if not weights.is_file() or not meta.is_file():
+        raise CheckpointError(f"run {run_dir} has no exported {modality} generator (expected {weights})")
+    try:
+        config = json.loads(meta.read_text(encoding="utf-8"))
+        state = load_file(str(weights))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"exported generator in {export_dir} is corrupt: {exc}") from None
+    return state, config

@@ -1,0 +1,116 @@
+"""The ``mmgan`` command: run, plugins, generate, and whatever commands plugins add."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mmgan import __version__
+from mmgan.errors import MMGANError
+from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager
+
+
+class MMGANGroup(click.Group):
+    """Turns every user mistake (an MMGANError) into one line and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MMGANError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=MMGANGroup)
+@click.version_option(__version__, prog_name="mmgan")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def cli(verbose: bool) -> None:
+    """mmgan: train GANs for any modality; each modality is a plugin."""
+    # mmgan's own messages at INFO; libraries (Accelerate logs every file it saves) only when they warn
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("mmgan").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@cli.command()
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="Modality to train; repeat for multi-task.")
+@click.option("--data", multiple=True, metavar="SOURCE", help="builtin:NAME or a path; MODALITY=SOURCE with several.")
+@click.option("--steps", type=int, help="Training steps (train.steps).")
+@click.option("--batch-size", type=int, help="Batch size per process (train.batch_size).")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/<modalities>-<time>].")
+@click.option("--seed", type=int, help="Seed of everything random (run.seed).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value.")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN", help="Continue RUN from its last checkpoint.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batch_size: int | None,
+        out: Path | None, seed: int | None, config_file: Path | None, overrides: tuple[str, ...],
+        resume: Path | None, no_progress: bool) -> None:
+    """Train a GAN for one or more modalities (e.g. `mmgan run --plugin image`)."""
+    from mmgan import config as cfg
+    from mmgan.engine import Trainer
+
+    config = cfg.resolve(get_modality, plugins=plugins, config_file=config_file, resume_dir=resume, data=data,
+                         steps=steps, batch_size=batch_size, seed=seed, out=out, overrides=overrides)
+    run_dir = Path(config.run.out)
+    if resume is None and (run_dir / "config.toml").exists():
+        raise click.ClickException(f"{run_dir} already holds a run; pass --resume {run_dir} or another --out")
+    trained = Trainer(config, resume=resume is not None, progress=not no_progress).fit()
+    click.echo(f"run written to {trained} (samples/, checkpoints/, export/, metrics.jsonl)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins: name, version, source, hooks and modalities."""
+    infos = describe_plugins()
+    if as_json:
+        click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+        return
+    for info in infos:
+        mods = ", ".join(info.modalities) or "-"
+        click.echo(f"{info.name} {info.version}  ({info.source})  modalities: {mods}")
+        click.echo(f"    hooks: {', '.join(info.hooks)}")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("-n", "num", type=int, default=64, show_default=True, help="Number of samples.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output file, e.g. grid.png.")
+@click.option("--modality", help="Which modality, for a multi-task run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
+def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: int) -> None:
+    """Sample from a run's exported EMA generator (safetensors; nothing is unpickled)."""
+    from mmgan.inference import load_generator, pick_modality, sample
+
+    if num < 1:
+        raise click.ClickException(f"-n must be positive, got {num}")
+    name = pick_modality(run_dir, modality)
+    generator, config = load_generator(run_dir, name)
+    samples = sample(generator, name, config, num, seed)
+    written = get_plugin_manager().hook.mmgan_write_samples(modality=name, samples=samples.float(), path=output,
+                                                           config=config, real=None)
+    if not written:
+        raise click.ClickException(f"no installed plugin writes {name!r} samples")
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+def build_cli() -> click.Group:
+    """The CLI with every plugin's commands added (once per process)."""
+    if not getattr(cli, "_plugin_commands_added", False):
+        try:
+            get_plugin_manager().hook.mmgan_register_commands(cli=cli)
+        except MMGANError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        cli._plugin_commands_added = True
+    return cli
+
+
+def main() -> None:
+    """Console-script entry point."""
+    build_cli()(prog_name="mmgan")

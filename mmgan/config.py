@@ -1,0 +1,318 @@
+"""Run configuration: dataclasses are the single source of truth; TOML files and ``--set`` land here.
+
+Precedence, lowest first: dataclass defaults, the modalities' suggested training defaults, a TOML file
+(``--config``), then command-line flags and ``--set section.key=value``. Validation happens once, in
+``validate``, whatever the source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmgan.errors import CheckpointError, ConfigError
+from mmgan.modality import Modality, ModalityConfig
+from mmgan.trunk import TrunkConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+@dataclass
+class RunSection:
+    """Which modalities, where outputs go, and the seed everything random derives from."""
+
+    modalities: list[str] = field(default_factory=list)
+    out: str = ""
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The training loop. Adam and EMA defaults follow DCGAN (Radford et al. 2015)."""
+
+    steps: int = 2000
+    batch_size: int = 64
+    loss: str = "nonsaturating"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ema_decay: float = 0.999
+    log_every: int = 10
+    sample_every: int = 500
+    num_samples: int = 64
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    num_workers: int = 0
+    channels_last: bool = False
+    # "no", "bf16" or "fp16"; empty means Accelerate's own setting (accelerate launch / accelerate config)
+    mixed_precision: str = ""
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; ``config.toml`` in the run directory is this, serialised."""
+
+    run: RunSection = field(default_factory=RunSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    modalities: dict[str, ModalityConfig] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The dataclass behind ``[name]`` in TOML: run, train, trunk or a modality's config."""
+        if name in ("run", "train", "trunk"):
+            return getattr(self, name)
+        if name in self.modalities:
+            return self.modalities[name]
+        raise ConfigError(f"unknown config section {name!r}; valid sections: {', '.join(self.section_names())}")
+
+    def section_names(self) -> list[str]:
+        return ["run", "train", "trunk", *self.modalities]
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(self.section(name)) for name in self.section_names()}
+
+
+def default_config(modalities: Iterable[Modality]) -> RunConfig:
+    """Defaults for a run of these modalities, including each modality's suggested training settings."""
+    mods = list(modalities)
+    config = RunConfig(modalities={m.name: m.config_class() for m in mods})
+    config.run.modalities = [m.name for m in mods]
+    for modality in mods:
+        for key, value in modality.train_defaults.items():
+            set_value(config, f"train.{key}", value)
+    return config
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+
+
+def _coerce(key: str, value: Any, expected: Any) -> Any:
+    origin = typing.get_origin(expected)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_type,) = typing.get_args(expected) or (Any,)
+        return [_coerce(key, v, item_type) for v in value]
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if expected is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def set_value(config: RunConfig, key: str, value: Any) -> None:
+    """Set ``section.name`` to ``value`` (a string from the command line or a TOML value), with checks."""
+    section_name, sep, name = key.partition(".")
+    if not sep or not name:
+        raise ConfigError(f"config key {key!r} must look like section.key (e.g. train.steps)")
+    section = config.section(section_name)
+    types = _field_types(section)
+    if name not in types:
+        raise ConfigError(
+            f"unknown config key {key!r}; valid keys in [{section_name}]: {', '.join(sorted(types))}"
+        )
+    setattr(section, name, _coerce(key, value, types[name]))
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """Split ``section.key=value`` from ``--set``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    return key.strip(), value.strip()
+
+
+def read_toml(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a config file; any problem is one ConfigError naming the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for name, section in data.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {path}: top-level key {name!r} must be a [section]")
+    return data
+
+
+def apply_mapping(config: RunConfig, data: Mapping[str, Mapping[str, Any]], origin: str = "") -> None:
+    """Apply ``{section: {key: value}}`` (a parsed TOML file) to ``config``."""
+    for section_name, section in data.items():
+        if section_name == "run" and "modalities" in section:
+            continue  # the modalities are fixed before the config is built; see modalities_in
+        for name, value in section.items():
+            try:
+                set_value(config, f"{section_name}.{name}", value)
+            except ConfigError as exc:
+                raise ConfigError(f"{origin}: {exc}" if origin else str(exc)) from None
+
+
+def modalities_in(data: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The modality names a parsed config file asks for (``[run] modalities``), if any."""
+    mods = data.get("run", {}).get("modalities", [])
+    if isinstance(mods, str):
+        mods = [mods]
+    return list(mods)
+
+
+def validate(config: RunConfig) -> None:
+    """Check values once, whatever set them; a modality config may add ``validate(self)`` of its own."""
+    t = config.train
+    positive = ("steps", "batch_size", "log_every", "sample_every", "num_samples", "checkpoint_every",
+                "keep_checkpoints")
+    for name in positive:
+        if getattr(t, name) <= 0:
+            raise ConfigError(f"train.{name} must be positive, got {getattr(t, name)}")
+    for name in ("lr_g", "lr_d"):
+        if not (getattr(t, name) > 0 and math.isfinite(getattr(t, name))):
+            raise ConfigError(f"train.{name} must be a positive number, got {getattr(t, name)}")
+    for name in ("beta1", "beta2", "ema_decay"):
+        if not 0 <= getattr(t, name) < 1:
+            raise ConfigError(f"train.{name} must be in [0, 1), got {getattr(t, name)}")
+    if t.mixed_precision not in ("", "no", "bf16", "fp16"):
+        raise ConfigError(f"train.mixed_precision must be no, bf16 or fp16, got {t.mixed_precision!r}")
+    if t.num_workers < 0:
+        raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
+    if config.trunk.width < 1 or config.trunk.depth < 0 or config.trunk.kernel_size % 2 == 0:
+        raise ConfigError(f"trunk: width >= 1, depth >= 0 and an odd kernel_size are required, got {config.trunk}")
+    if not config.run.modalities:
+        raise ConfigError("no modality to train: pass --plugin NAME")
+    for name, section in config.modalities.items():
+        check = getattr(section, "validate", None)
+        if check is not None:
+            try:
+                check()
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"[{name}] {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def to_toml(config: RunConfig) -> str:
+    """Serialise the resolved config; ``read_toml`` of the result rebuilds an equal config."""
+    lines = []
+    for section_name, section in config.to_dict().items():
+        lines.append(f"[{section_name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in section.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def section_from_dict(cls: type, values: Mapping[str, Any], origin: str) -> Any:
+    """Build a config dataclass from a mapping (an export's JSON), with the same checks as TOML."""
+    obj = cls()
+    types = _field_types(obj)
+    for name, value in values.items():
+        if name not in types:
+            raise ConfigError(f"{origin}: unknown key {name!r}; valid keys: {', '.join(sorted(types))}")
+        setattr(obj, name, _coerce(f"{origin}: {name}", value, types[name]))
+    return obj
+
+
+def resolve(
+    lookup: Callable[[str], Modality],
+    plugins: Sequence[str] = (),
+    config_file: str | Path | None = None,
+    resume_dir: str | Path | None = None,
+    data: Sequence[str] = (),
+    steps: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> RunConfig:
+    """The run config from everything ``mmgan run`` accepts, validated; ``lookup`` finds a modality."""
+    file_data: dict[str, dict[str, Any]] = {}
+    origin = ""
+    if resume_dir is not None:
+        saved = Path(resume_dir) / "config.toml"
+        if not saved.is_file():
+            raise CheckpointError(f"run {resume_dir} has no config.toml: nothing to resume")
+        file_data, origin = read_toml(saved), str(saved)
+        if plugins and list(plugins) != modalities_in(file_data):
+            raise ConfigError(f"--plugin {' '.join(plugins)} differs from the resumed run's "
+                              f"modalities {modalities_in(file_data)}; leave --plugin out when resuming")
+    elif config_file is not None:
+        file_data, origin = read_toml(config_file), str(config_file)
+    names = list(dict.fromkeys(plugins)) or modalities_in(file_data)
+    if not names:
+        raise ConfigError("no modality to train: pass --plugin NAME (see `mmgan plugins`)")
+    config = default_config(lookup(name) for name in names)
+    apply_mapping(config, file_data, origin)
+    for source in data:
+        target, sep, path = source.partition("=")
+        if sep and target in config.modalities:
+            config.modalities[target].data = path
+        elif len(names) == 1:
+            config.modalities[names[0]].data = source
+        else:
+            raise ConfigError(f"--data {source!r}: with several modalities write MODALITY=SOURCE "
+                              f"(modalities: {', '.join(names)})")
+    flags = {"train.steps": steps, "train.batch_size": batch_size, "run.seed": seed}
+    for key, value in flags.items():
+        if value is not None:
+            set_value(config, key, value)
+    for text in overrides:
+        set_value(config, *parse_assignment(text))
+    if resume_dir is not None:
+        config.run.out = str(resume_dir)
+    elif out is not None:
+        config.run.out = str(out)
+    elif not config.run.out:
+        config.run.out = str(Path("runs") / f"{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    validate(config)
+    return config

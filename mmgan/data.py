@@ -1,0 +1,63 @@
+"""Data plumbing shared by every modality: opening a source through plugins, and a resumable order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pluggy
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from mmgan.errors import DataError
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh random permutation per epoch, a pure function of (seed, epoch).
+
+    Because the order depends on nothing but the seed and the epoch number, a resumed run can rebuild
+    it and skip the batches it already consumed: resume sees the same data order as an unbroken run.
+    """
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=gen).tolist())
+
+
+def open_source(pm: pluggy.PluginManager, modality: str, source: str, config: Any, seed: int) -> Dataset:
+    """Ask the plugins for a dataset of ``modality`` read from ``source``; an error if none answers."""
+    if not source:
+        raise DataError(f"no data source for modality {modality!r}: pass --data or set {modality}.data")
+    dataset = pm.hook.mmgan_read_data(modality=modality, source=source, config=config, seed=seed)
+    if dataset is None:
+        raise DataError(f"no installed plugin reads {source!r} for modality {modality!r}")
+    if len(dataset) == 0:
+        raise DataError(f"data source {source!r} for modality {modality!r} holds no samples")
+    return dataset
+
+
+def endless_batches(accelerator: Any, loader: Any, sampler: EpochSampler, start_batch: int) -> Iterator[Any]:
+    """Batches forever, epoch after epoch, starting ``start_batch`` batches into the sequence.
+
+    Skipping goes through Accelerate's ``skip_first_batches``, which skips sampler indices without
+    loading their samples, so resuming deep into an epoch costs nothing.
+    """
+    per_epoch = len(loader)
+    if per_epoch == 0:
+        raise DataError("the data source holds fewer samples than one batch; lower train.batch_size")
+    epoch, skip = divmod(start_batch, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        yield from accelerator.skip_first_batches(loader, skip) if skip else loader
+        epoch, skip = epoch + 1, 0

@@ -1,0 +1,301 @@
+"""The training loop: every modality of a run, one Accelerate-driven loop.
+
+One step = for every modality, generate a batch, then one discriminator update on the sum of all
+modalities' D losses, then one generator update (D frozen) on the sum of their G losses, then an EMA
+update of the generators. The whole loop is ``Trainer.fit``.
+
+    mmgan run --plugin image                                           # one CPU or GPU
+    accelerate launch --multi_gpu -m mmgan run --plugin image          # many GPUs
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mmgan import __version__, checkpoint
+from mmgan.config import RunConfig, to_toml, validate
+from mmgan.data import EpochSampler, endless_batches, open_source
+from mmgan.errors import CheckpointError, PluginError
+from mmgan.files import atomic_path
+from mmgan.losses import LossContext
+from mmgan.plugins import get_adversarial_loss, get_modality, get_plugin_manager
+from mmgan.trunk import DiscriminatorSet, GeneratorSet, LatentTrunk
+
+log = logging.getLogger("mmgan")
+
+
+def build_generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:
+    """Stems and heads from the plugins around one shared trunk."""
+    trunk = LatentTrunk(config.trunk, config.run.modalities)
+    parts = {}
+    for name in config.run.modalities:
+        built = pm.hook.mmgan_build_generator(modality=name, config=config.modalities[name], width=trunk.width)
+        if built is None:
+            raise PluginError(f"no plugin builds a generator for modality {name!r}")
+        parts[name] = built
+    return GeneratorSet(trunk, parts)
+
+
+def build_discriminators(pm: pluggy.PluginManager, config: RunConfig) -> DiscriminatorSet:
+    discs = {}
+    for name in config.run.modalities:
+        disc = pm.hook.mmgan_build_discriminator(modality=name, config=config.modalities[name])
+        if disc is None:
+            raise PluginError(f"no plugin builds a discriminator for modality {name!r}")
+        discs[name] = disc
+    return DiscriminatorSet(discs)
+
+
+def _loss_terms(results: list[dict[str, torch.Tensor] | None], modality: str, kind: str) -> dict[str, torch.Tensor]:
+    terms: dict[str, torch.Tensor] = {}
+    for answer in results:
+        for name, value in (answer or {}).items():
+            if name in terms or name == "adv":
+                raise PluginError(f"two plugins return the {kind} loss term {name!r} for modality {modality!r}")
+            terms[name] = value
+    return terms
+
+
+class Trainer:
+    """Builds a run from its config and trains it; ``fit()`` is the loop."""
+
+    def __init__(self, config: RunConfig, resume: bool = False, pm: pluggy.PluginManager | None = None,
+                 progress: bool = True) -> None:
+        validate(config)
+        self.config = config
+        self.pm = pm or get_plugin_manager()
+        self.run_dir = Path(config.run.out)
+        self.progress = progress
+        t = config.train
+        self.accelerator = Accelerator(mixed_precision=t.mixed_precision or None)
+        set_seed(config.run.seed)
+        self.modalities = {name: get_modality(name, self.pm) for name in config.run.modalities}
+        self.adversarial = get_adversarial_loss(t.loss, self.pm)
+
+        generators = build_generators(self.pm, config)
+        discriminators = build_discriminators(self.pm, config)
+        if t.channels_last:
+            generators = generators.to(memory_format=torch.channels_last)
+            discriminators = discriminators.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(generators).eval().requires_grad_(False)
+        opt_g = torch.optim.Adam(generators.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+        opt_d = torch.optim.Adam(discriminators.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+
+        self.datasets, self.samplers, loaders = {}, {}, []
+        for name in config.run.modalities:
+            mcfg = config.modalities[name]
+            dataset = open_source(self.pm, name, mcfg.data, mcfg, config.run.seed)
+            sampler = EpochSampler(len(dataset), config.run.seed)
+            loaders.append(DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
+                                      num_workers=t.num_workers, persistent_workers=t.num_workers > 0))
+            self.datasets[name], self.samplers[name] = dataset, sampler
+        prepared = self.accelerator.prepare(generators, discriminators, opt_g, opt_d, *loaders)
+        self.G, self.D, self.opt_g, self.opt_d = prepared[:4]
+        self.loaders = dict(zip(config.run.modalities, prepared[4:], strict=True))
+        self.ema.to(self.accelerator.device)
+
+        # All noise comes from this generator, saved in every checkpoint: resume draws the same noise.
+        self.noise = torch.Generator().manual_seed(config.run.seed * 7919 + 1 + self.accelerator.process_index)
+        self.step = 0
+        if resume:
+            self._load_checkpoint()
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def fit(self) -> Path:
+        """Train to ``train.steps``; returns the run directory."""
+        t, acc = self.config.train, self.accelerator
+        if acc.is_main_process:
+            self._write_config()
+            self._truncate_metrics(after=self.step)
+        batches = {name: endless_batches(acc, loader, self.samplers[name], self.step)
+                   for name, loader in self.loaders.items()}
+        bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
+                   disable=not (self.progress and acc.is_main_process))
+        last_time, last_step = time.perf_counter(), self.step
+        while self.step < t.steps:
+            losses = self.train_step(batches)
+            self.step += 1
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                now = time.perf_counter()
+                record = {"step": self.step, **{k: v.item() for k, v in losses.items()},
+                          "steps_per_s": (self.step - last_step) / max(now - last_time, 1e-9)}
+                last_time, last_step = now, self.step
+                self._check_finite(record)
+                if acc.is_main_process:
+                    self._append_metrics(record)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith("/adv")}, refresh=False)
+            if self.step % t.sample_every == 0 or self.step == t.steps:
+                self.write_samples()
+            if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                self.save_checkpoint()
+        bar.close()
+        acc.wait_for_everyone()
+        acc.end_training()
+        return self.run_dir
+
+    def train_step(self, batches: dict[str, Iterator[Any]]) -> dict[str, torch.Tensor]:
+        """One D update and one G update over all modalities; returns the detached losses by name."""
+        losses: dict[str, torch.Tensor] = {}
+        step_data = {}
+        # discriminator step: real vs detached fakes; each fake is generated once and reused in the G step
+        self.D.requires_grad_(True)
+        d_total = 0.0
+        for name, modality in self.modalities.items():
+            mcfg = self.config.modalities[name]
+            real = next(batches[name])
+            g_input = modality.make_input(real, mcfg, self.noise).to(real.device)
+            fake = self.G(name, g_input)
+            d_real, d_fake = self.D(name, real), self.D(name, fake.detach())
+            adv = self.adversarial.d_loss(d_real, d_fake)
+            ctx = LossContext(name, mcfg, self.step, real, fake.detach(), g_input, d_fake,
+                              lambda x, name=name: self.D(name, x), d_real=d_real)
+            terms = _loss_terms(self.pm.hook.mmgan_discriminator_loss_terms(ctx=ctx), name, "discriminator")
+            d_total = d_total + adv + sum(terms.values())
+            losses[f"{name}/d/adv"] = adv.detach()
+            losses.update({f"{name}/d/{k}": v.detach() for k, v in terms.items()})
+            step_data[name] = (real, fake, g_input)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.accelerator.backward(d_total)
+        self.opt_d.step()
+
+        # generator step: D frozen so no gradient reaches (or lingers in) its parameters
+        self.D.requires_grad_(False)
+        g_total = 0.0
+        for name in self.modalities:
+            mcfg = self.config.modalities[name]
+            real, fake, g_input = step_data[name]
+            d_fake = self.D(name, fake)
+            adv = self.adversarial.g_loss(d_fake)
+            ctx = LossContext(name, mcfg, self.step, real, fake, g_input, d_fake,
+                              lambda x, name=name: self.D(name, x))
+            terms = _loss_terms(self.pm.hook.mmgan_generator_loss_terms(ctx=ctx), name, "generator")
+            g_total = g_total + adv + sum(terms.values())
+            losses[f"{name}/g/adv"] = adv.detach()
+            losses.update({f"{name}/g/{k}": v.detach() for k, v in terms.items()})
+        self.opt_g.zero_grad(set_to_none=True)
+        self.accelerator.backward(g_total)
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        self._update_ema()
+        return losses
+
+    # ---- EMA, samples, export -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # short runs warm up: the effective decay grows from 0.1 towards train.ema_decay
+        decay = min(self.config.train.ema_decay, (1 + self.step) / (10 + self.step))
+        live = self.accelerator.unwrap_model(self.G)
+        ema_params, live_params = list(self.ema.parameters()), list(live.parameters())
+        torch._foreach_lerp_(ema_params, live_params, 1 - decay)
+        for ema_buf, buf in zip(self.ema.buffers(), live.buffers(), strict=True):
+            ema_buf.copy_(buf)
+
+    def fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The same generator inputs at every sample step (and the real samples they come from)."""
+        modality, mcfg, n = self.modalities[name], self.config.modalities[name], self.config.train.num_samples
+        gen = torch.Generator().manual_seed(self.config.run.seed + 20_151_119)
+        real = torch.stack([self.datasets[name][i] for i in range(min(n, len(self.datasets[name])))])
+        if modality.sample_input is not None:
+            return modality.sample_input(n, mcfg, gen), real
+        return modality.make_input(real, mcfg, gen), real
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        for name in self.modalities:
+            g_input, real = self.fixed_inputs(name)
+            with self.accelerator.autocast():
+                fake = self.ema(name, g_input.to(self.accelerator.device))
+            path = self.run_dir / "samples" / name / f"step_{self.step:06d}"
+            self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
+                                             config=self.config.modalities[name], real=real)
+
+    def export(self) -> None:
+        """Write each modality's EMA generator as safetensors + JSON for ``mmgan generate``."""
+        for name in self.modalities:
+            meta = {"mmgan_version": __version__, "modality": name, "step": self.step,
+                    "config": asdict(self.config.modalities[name]), "trunk": asdict(self.config.trunk)}
+            checkpoint.export_generator(self.run_dir / "export", name, self.ema.modality_state_dict(name), meta)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        """Save resumable state under a staging name, then rename: the previous one stays valid until then."""
+        acc = self.accelerator
+        staging = checkpoint.staging_dir(self.run_dir, self.step)
+        acc.wait_for_everyone()
+        acc.save_state(str(staging))
+        if acc.is_main_process:
+            tensors = {f"ema.{k}": v for k, v in self.ema.state_dict().items()}
+            tensors["noise_rng"] = self.noise.get_state()
+            checkpoint.write_extra_state(staging, self.step, tensors, {"mmgan_version": __version__})
+            checkpoint.publish_checkpoint(self.run_dir, self.step, self.config.train.keep_checkpoints)
+            self.export()
+        acc.wait_for_everyone()
+
+    def _load_checkpoint(self) -> None:
+        directory = checkpoint.latest_checkpoint(self.run_dir)
+        step, tensors, _ = checkpoint.read_extra_state(directory)
+        try:
+            self.accelerator.load_state(str(directory))
+            self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            # every rank saved its own RNG in Accelerate's files; the noise RNG below is rank 0's
+            self.noise.set_state(tensors["noise_rng"])
+        except (RuntimeError, KeyError, ValueError, OSError, EOFError) as exc:
+            raise CheckpointError(f"checkpoint {directory} cannot be loaded: {str(exc).splitlines()[0]}") from None
+        self.step = step
+        log.info("resumed %s from step %d", self.run_dir, step)
+
+    # ---- files ----------------------------------------------------------------------------------
+
+    def _write_config(self) -> None:
+        with atomic_path(self.run_dir / "config.toml") as tmp:
+            tmp.write_text(to_toml(self.config), encoding="utf-8")
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    def _append_metrics(self, record: dict[str, float]) -> None:
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.metrics_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _truncate_metrics(self, after: int) -> None:
+        """Drop records past the resumed step, so a resumed run's log reads like an unbroken run's."""
+        if not self.metrics_path.exists():
+            return
+        kept = [line for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= after]
+        with atomic_path(self.metrics_path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def _check_finite(self, record: dict[str, float]) -> None:
+        bad = [k for k, v in record.items() if not math.isfinite(v)]
+        if bad:
+            log.warning("step %d: non-finite losses %s; lower the learning rate or try train.loss=hinge",
+                        self.step, ", ".join(bad))
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,23 @@
+"""Exceptions for user mistakes: the CLI turns each into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class MMGANError(Exception):
+    """A problem the user can fix (bad input, bad config, missing file); never a bug in mmgan."""
+
+
+class ConfigError(MMGANError):
+    """An invalid configuration: unknown key, bad value, unreadable TOML."""
+
+
+class DataError(MMGANError):
+    """A data source that cannot be read: missing, empty, or with nothing decodable."""
+
+
+class PluginError(MMGANError):
+    """A plugin, modality or loss that is not installed or does not answer its hook."""
+
+
+class CheckpointError(MMGANError):
+    """A run directory without a usable checkpoint or export, or a corrupt one."""

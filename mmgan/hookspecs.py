@@ -1,0 +1,104 @@
+"""The plugin contract: every hook mmgan calls, with when it is called and what it must return.
+
+Implement a hook by decorating a function of the same name with ``mmgan.hookimpl`` in a module
+registered under the ``mmgan`` entry-point group. Hooks that hand back several objects take a
+``register`` callback instead of returning a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import pluggy
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from mmgan.losses import AdversarialLoss, LossContext
+    from mmgan.modality import Modality
+
+hookspec = pluggy.HookspecMarker("mmgan")
+hookimpl = pluggy.HookimplMarker("mmgan")
+
+
+@hookspec
+def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
+    """Called once when plugins load. Call ``register(Modality(...))`` for each modality the plugin adds."""
+
+
+@hookspec(firstresult=True)
+def mmgan_build_generator(
+    modality: str, config: Any, width: int
+) -> tuple[nn.Module, nn.Module] | None:
+    """Called once per modality of a run. Return ``(stem, head)`` for ``modality`` or None if not yours.
+
+    The stem maps the generator input to tokens ``(B, width, T)``; the head maps trunk tokens of the same
+    shape to a sample. ``config`` is the modality's config dataclass. The first non-None answer wins.
+    """
+
+
+@hookspec(firstresult=True)
+def mmgan_build_discriminator(modality: str, config: Any) -> nn.Module | None:
+    """Called once per modality of a run. Return the discriminator for ``modality`` or None if not yours.
+
+    Its forward takes a batch of real or generated samples and returns logits: a tensor, a list of
+    tensors (several scales), or an object with a ``logits`` attribute. To wrap the discriminator of
+    another plugin (spectral norm, say), implement this hook with ``hookimpl(wrapper=True)``:
+    ``disc = yield`` receives the built module, and what the wrapper returns is used instead.
+    """
+
+
+@hookspec
+def mmgan_register_losses(register: Callable[[str, AdversarialLoss], None]) -> None:
+    """Called once when plugins load. Call ``register(name, loss)`` for each adversarial loss offered.
+
+    ``train.loss`` in the run config picks one by name; a duplicate name is an error.
+    """
+
+
+@hookspec
+def mmgan_generator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
+    """Called in every generator step, once per modality. Return extra weighted loss terms or None.
+
+    Terms from all plugins are added to the adversarial loss; each is logged as ``g/<name>``.
+    ``ctx`` holds the modality, its config, real and generated batches and the discriminator outputs.
+    """
+
+
+@hookspec
+def mmgan_discriminator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
+    """Called in every discriminator step, once per modality. Return extra weighted loss terms or None.
+
+    Terms from all plugins are added to the adversarial loss; each is logged as ``d/<name>``.
+    ``ctx.fake`` is detached here; ``ctx.discriminator`` re-runs D (for gradient penalties).
+    """
+
+
+@hookspec(firstresult=True)
+def mmgan_read_data(modality: str, source: str, config: Any, seed: int) -> torch.utils.data.Dataset | None:
+    """Called when a run starts. Return a dataset of real samples for ``modality`` read from ``source``.
+
+    ``source`` is ``builtin:<name>`` or a path. Return None if the source is not yours; raise
+    ``mmgan.errors.DataError`` with one line naming the source if it is yours but unreadable.
+    Items must be tensors of the shape the discriminator takes (without the batch dimension).
+    """
+
+
+@hookspec(firstresult=True)
+def mmgan_write_samples(
+    modality: str, samples: torch.Tensor, path: Path, config: Any, real: torch.Tensor | None
+) -> list[Path] | None:
+    """Called by the engine every ``train.sample_every`` steps and by ``mmgan generate``.
+
+    Write ``samples`` (generator output, float32 on CPU) for ``modality`` at ``path``, atomically; the
+    plugin adds the suffix when ``path`` has none. ``real`` is a batch of real samples to show beside
+    them, or None. Return the written paths, or None if the modality is not yours.
+    """
+
+
+@hookspec
+def mmgan_register_commands(cli: click.Group) -> None:
+    """Called when the CLI starts. Add click commands or groups to ``cli``."""

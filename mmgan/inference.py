@@ -1,0 +1,62 @@
+"""Loading an exported generator (safetensors + JSON) and sampling from it, with no unpickling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import torch
+
+from mmgan.checkpoint import exported_modalities, read_export
+from mmgan.config import section_from_dict
+from mmgan.errors import CheckpointError
+from mmgan.plugins import get_modality, get_plugin_manager
+from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
+
+
+def pick_modality(run_dir: Path, modality: str | None) -> str:
+    """The exported modality to use: the one asked for, or the only one the run has."""
+    found = exported_modalities(run_dir)
+    if not found:
+        raise CheckpointError(f"run {run_dir} has no exported generator (expected {run_dir}/export/*.safetensors)")
+    if modality is None:
+        if len(found) > 1:
+            raise CheckpointError(f"run {run_dir} has several modalities ({', '.join(found)}); pass --modality")
+        return found[0]
+    if modality not in found:
+        raise CheckpointError(f"run {run_dir} has no exported {modality!r} generator; it has {', '.join(found)}")
+    return modality
+
+
+def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager | None = None
+                   ) -> tuple[GeneratorSet, Any]:
+    """The exported EMA generator of ``modality`` in eval mode, and the modality's config."""
+    pm = pm or get_plugin_manager()
+    run_dir = Path(run_dir)
+    state, meta = read_export(run_dir, modality)
+    origin = f"{run_dir}/export/{modality}.json"
+    config = section_from_dict(get_modality(modality, pm).config_class, meta.get("config", {}), origin)
+    trunk = LatentTrunk(section_from_dict(TrunkConfig, meta.get("trunk", {}), origin), [modality])
+    built = pm.hook.mmgan_build_generator(modality=modality, config=config, width=trunk.width)
+    if built is None:
+        raise CheckpointError(f"no installed plugin builds a {modality!r} generator for {origin}")
+    generator = GeneratorSet(trunk, {modality: built})
+    try:
+        generator.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"exported weights in {run_dir}/export do not fit the {modality!r} generator: "
+                              f"{str(exc).splitlines()[0]}") from None
+    return generator.eval().requires_grad_(False), config
+
+
+@torch.no_grad()
+def sample(generator: GeneratorSet, modality: str, config: Any, n: int, seed: int,
+           pm: pluggy.PluginManager | None = None, batch_size: int = 256) -> torch.Tensor:
+    """``n`` samples of an unconditional modality from seeded noise, in batches."""
+    spec = get_modality(modality, pm or get_plugin_manager())
+    if spec.sample_input is None:
+        raise CheckpointError(f"modality {modality!r} is conditional: it needs an input, not just noise")
+    gen = torch.Generator().manual_seed(seed)
+    inputs = spec.sample_input(n, config, gen)
+    return torch.cat([generator(modality, chunk) for chunk in inputs.split(batch_size)])

@@ -1,0 +1,121 @@
+"""Adversarial losses (non-saturating, hinge, least squares), registered as a plugin of core.
+
+A loss takes discriminator logits. A discriminator may return one tensor, a list of tensors (one per
+scale, as MelGAN's) or an object with a ``logits`` attribute; each scale's loss is averaged.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pluggy
+import torch
+import torch.nn.functional as F
+
+hookimpl = pluggy.HookimplMarker("mmgan")
+
+
+def logits_of(output: Any) -> list[torch.Tensor]:
+    """The logits of a discriminator output, as a list with one tensor per scale."""
+    output = getattr(output, "logits", output)
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, Sequence) and output and all(isinstance(t, torch.Tensor) for t in output):
+        return list(output)
+    raise TypeError(
+        f"discriminator output must be a tensor, a list of tensors or have .logits, not {type(output).__name__}"
+    )
+
+
+class AdversarialLoss(abc.ABC):
+    """A GAN objective: ``d_loss`` for the discriminator step, ``g_loss`` for the generator step.
+
+    Subclasses define the per-scale terms ``_d`` and ``_g`` on logit tensors.
+    """
+
+    def d_loss(self, real: Any, fake: Any) -> torch.Tensor:
+        """Discriminator loss from its outputs on a real and a generated batch."""
+        pairs = list(zip(logits_of(real), logits_of(fake), strict=True))
+        return sum(self._d(r, f) for r, f in pairs) / len(pairs)
+
+    def g_loss(self, fake: Any) -> torch.Tensor:
+        """Generator loss from the discriminator's output on a generated batch."""
+        scales = logits_of(fake)
+        return sum(self._g(f) for f in scales) / len(scales)
+
+    @abc.abstractmethod
+    def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Discriminator loss on one scale's logits."""
+
+    @abc.abstractmethod
+    def _g(self, fake: torch.Tensor) -> torch.Tensor:
+        """Generator loss on one scale's logits."""
+
+
+class NonSaturatingLoss(AdversarialLoss):
+    """Goodfellow et al. 2014: D maximises log D(x) + log(1 - D(G(z))); G maximises log D(G(z))."""
+
+    def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        # softplus(-x) == -log(sigmoid(x)), stable for large |x|
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+    def _g(self, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-fake).mean()
+
+
+class HingeLoss(AdversarialLoss):
+    """Lim & Ye 2017, as in SAGAN and BigGAN."""
+
+    def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+    def _g(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.mean()
+
+
+class LeastSquaresLoss(AdversarialLoss):
+    """Mao et al. 2017 with targets 1 (real) and 0 (fake), as MelGAN/HiFi-GAN use."""
+
+    def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return ((real - 1) ** 2).mean() + (fake**2).mean()
+
+    def _g(self, fake: torch.Tensor) -> torch.Tensor:
+        return ((fake - 1) ** 2).mean()
+
+
+class LossContext:
+    """What extra loss terms see, once per modality per step.
+
+    In the discriminator step ``fake`` is detached and ``d_fake`` comes from it; in the generator step
+    ``fake`` carries gradients to G and the discriminator's parameters are frozen. ``d_real`` is the
+    discriminator's output on ``real``, computed on first use in the generator step (with the freshly
+    updated D, as feature matching wants). ``discriminator(x)`` runs this modality's D again.
+    """
+
+    def __init__(self, modality: str, config: Any, step: int, real: torch.Tensor, fake: torch.Tensor,
+                 generator_input: torch.Tensor, d_fake: Any, discriminator: Callable[[torch.Tensor], Any],
+                 d_real: Any = None) -> None:
+        self.modality = modality
+        self.config = config
+        self.step = step
+        self.real = real
+        self.fake = fake
+        self.generator_input = generator_input
+        self.d_fake = d_fake
+        self.discriminator = discriminator
+        self._d_real = d_real
+
+    @property
+    def d_real(self) -> Any:
+        if self._d_real is None:
+            self._d_real = self.discriminator(self.real)
+        return self._d_real
+
+
+@hookimpl
+def mmgan_register_losses(register: Callable[[str, AdversarialLoss], None]) -> None:
+    register("nonsaturating", NonSaturatingLoss())
+    register("hinge", HingeLoss())
+    register("lsgan", LeastSquaresLoss())

@@ -1,0 +1,44 @@
+"""What a plugin declares about a modality: its name, config, default data and generator input."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class ModalityConfig:
+    """Fields every modality config has; plugins subclass this dataclass and add their own."""
+
+    data: str = ""
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A modality registered by a plugin through ``mmgan_register_modalities``.
+
+    ``make_input(real, config, generator)`` returns the generator input for a batch of real samples:
+    noise for an unconditional modality, features of ``real`` (a mel, say) for a conditional one.
+    ``generator`` is the engine's seeded RNG; draw all randomness from it so resume stays exact.
+    ``sample_input(n, config, generator)`` returns inputs for ``n`` samples without real data (used by
+    ``mmgan generate``); it may be None for conditional modalities.
+    ``train_defaults`` are ``[train]`` settings the modality suggests (its paper's batch size, say);
+    a config file and command-line flags still override them.
+    """
+
+    name: str
+    config_class: type[ModalityConfig]
+    make_input: Callable[[torch.Tensor, Any, torch.Generator], torch.Tensor]
+    sample_input: Callable[[int, Any, torch.Generator], torch.Tensor] | None = None
+    description: str = ""
+    train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"modality name {self.name!r} must be a Python identifier")
+        if not (dataclasses.is_dataclass(self.config_class) and issubclass(self.config_class, ModalityConfig)):
+            raise TypeError(f"modality {self.name!r}: config_class must be a ModalityConfig dataclass")

@@ -1,0 +1,150 @@
+"""Plugin manager: loads core's own plugins and every ``mmgan`` entry point, built-ins included."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import cache
+
+import pluggy
+
+from mmgan import hookspecs
+from mmgan.errors import PluginError
+from mmgan.losses import AdversarialLoss
+from mmgan.modality import Modality
+
+log = logging.getLogger("mmgan")
+
+ENTRY_POINT_GROUP = "mmgan"
+# Core's own plugins are registered directly: they are part of mmgan, not installed packages.
+CORE_PLUGINS = ("mmgan.losses",)
+
+
+@dataclass
+class PluginInfo:
+    """What ``mmgan plugins`` shows for one loaded plugin."""
+
+    name: str
+    version: str
+    source: str
+    hooks: list[str] = field(default_factory=list)
+    modalities: list[str] = field(default_factory=list)
+
+
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("mmgan")
+    pm.add_hookspecs(hookspecs)
+    for module_name in CORE_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    return pm
+
+
+def load_entry_points(pm: pluggy.PluginManager, only: set[str] | None = None) -> list[str]:
+    """Register every ``mmgan`` entry point (or only the names in ``only``); return the failures.
+
+    A plugin that fails to import is reported in one log line naming it; the others still load.
+    """
+    failures = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if (only is not None and ep.name not in only) or pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # any import error of a third-party package must not stop the rest
+            log.warning("plugin %r (%s) failed to load: %s: %s", ep.name, ep.value, type(exc).__name__, exc)
+            failures.append(ep.name)
+            continue
+        pm.register(module, name=ep.name)
+        dist = ep.dist
+        _SOURCES[ep.name] = (dist.name if dist else "?", dist.version if dist else "?")
+    return failures
+
+
+_SOURCES: dict[str, tuple[str, str]] = {}
+
+
+@cache
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager; entry points are loaded on first use, once.
+
+    ``MMGAN_PLUGINS=a,b`` loads only the entry points named a and b (core's own plugins always load).
+    """
+    pm = _new_manager()
+    only_env = os.environ.get("MMGAN_PLUGINS")
+    only = {name.strip() for name in only_env.split(",") if name.strip()} if only_env is not None else None
+    load_entry_points(pm, only)
+    return pm
+
+
+def modalities(pm: pluggy.PluginManager | None = None) -> dict[str, Modality]:
+    """Every registered modality by name; two plugins registering one name is an error."""
+    pm = pm or get_plugin_manager()
+    found: dict[str, Modality] = {}
+
+    def register(modality: Modality) -> None:
+        if modality.name in found:
+            raise PluginError(f"modality {modality.name!r} is registered by two plugins")
+        found[modality.name] = modality
+
+    pm.hook.mmgan_register_modalities(register=register)
+    return found
+
+
+def get_modality(name: str, pm: pluggy.PluginManager | None = None) -> Modality:
+    """The modality called ``name``, or a PluginError listing the installed ones."""
+    found = modalities(pm)
+    if name not in found:
+        installed = ", ".join(sorted(found)) or "none"
+        raise PluginError(f"no plugin provides modality {name!r}; installed modalities: {installed}")
+    return found[name]
+
+
+def adversarial_losses(pm: pluggy.PluginManager | None = None) -> dict[str, AdversarialLoss]:
+    """Every registered adversarial loss by name."""
+    pm = pm or get_plugin_manager()
+    found: dict[str, AdversarialLoss] = {}
+
+    def register(name: str, loss: AdversarialLoss) -> None:
+        if name in found:
+            raise PluginError(f"adversarial loss {name!r} is registered by two plugins")
+        found[name] = loss
+
+    pm.hook.mmgan_register_losses(register=register)
+    return found
+
+
+def get_adversarial_loss(name: str, pm: pluggy.PluginManager | None = None) -> AdversarialLoss:
+    """The adversarial loss called ``name``, or a PluginError listing the available ones."""
+    found = adversarial_losses(pm)
+    if name not in found:
+        raise PluginError(f"unknown adversarial loss {name!r}; available: {', '.join(sorted(found))}")
+    return found[name]
+
+
+def describe_plugins(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]:
+    """Name, version, source, implemented hooks and modalities of every loaded plugin."""
+    pm = pm or get_plugin_manager()
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        sub = pluggy.PluginManager("mmgan")
+        sub.add_hookspecs(hookspecs)
+        sub.register(plugin)
+        mods = sorted(modalities(sub)) if "mmgan_register_modalities" in hooks else []
+        if name in CORE_PLUGINS:
+            dist, version, source = name, _core_version(), "core"
+        else:
+            dist, version = _SOURCES.get(name, ("?", "?"))
+            source = f"entry point of {dist}" if dist != "?" else "registered in process"
+        infos.append(PluginInfo(name=name, version=version, source=source, hooks=hooks, modalities=mods))
+    return sorted(infos, key=lambda info: (info.source != "core", info.name))
+
+
+def _core_version() -> str:
+    from mmgan import __version__
+
+    return __version__

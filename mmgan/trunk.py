@@ -1,0 +1,113 @@
+"""The latent trunk shared by every modality of a run: tokens (B, width, T) in, same shape out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TrunkConfig:
+    """Size of the shared trunk. ``width`` is the token width every stem must emit."""
+
+    width: int = 512
+    depth: int = 2
+    kernel_size: int = 3
+    expansion: int = 2
+
+
+class TrunkBlock(nn.Module):
+    """Pre-norm residual block: per-token LayerNorm, FiLM by modality, depthwise conv over T, MLP."""
+
+    def __init__(self, width: int, kernel_size: int, expansion: int) -> None:
+        super().__init__()
+        self.mix = nn.Conv1d(width, width, kernel_size, padding=kernel_size // 2, groups=width)
+        self.up = nn.Conv1d(width, width * expansion, 1)
+        self.down = nn.Conv1d(width * expansion, width, 1)
+        # Zero-initialised output: a fresh trunk is the identity, so a modality's stem -> head network
+        # starts exactly as its paper's generator and the trunk learns only what helps.
+        nn.init.zeros_(self.down.weight)
+        nn.init.zeros_(self.down.bias)
+
+    def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+        h = F.layer_norm(x.transpose(1, 2), x.shape[1:2]).transpose(1, 2)
+        scale, shift = film[0].view(1, -1, 1), film[1].view(1, -1, 1)
+        h = h * (1 + scale) + shift
+        h = self.down(F.gelu(self.up(self.mix(h))))
+        return x + h
+
+
+class LatentTrunk(nn.Module):
+    """One trunk object per run; each modality has its own FiLM embedding and nothing else.
+
+    Knows no modality beyond its name: the stems and heads that surround it come from plugins.
+    Sequences of any length T pass through (the depthwise convolution is padded to keep T).
+    """
+
+    def __init__(self, config: TrunkConfig, modalities: Sequence[str]) -> None:
+        super().__init__()
+        if config.width < 1 or config.depth < 0 or config.kernel_size % 2 == 0:
+            raise ValueError(f"invalid trunk config {config}: width >= 1, depth >= 0, odd kernel_size")
+        self.config = config
+        self.blocks = nn.ModuleList(
+            TrunkBlock(config.width, config.kernel_size, config.expansion) for _ in range(config.depth)
+        )
+        # FiLM (scale, shift) per block, zero = no modulation
+        self.film = nn.ParameterDict(
+            {name: nn.Parameter(torch.zeros(config.depth, 2, config.width)) for name in modalities}
+        )
+
+    @property
+    def width(self) -> int:
+        return self.config.width
+
+    def forward(self, tokens: torch.Tensor, modality: str) -> torch.Tensor:
+        if tokens.dim() != 3 or tokens.shape[1] != self.width:
+            raise ValueError(f"trunk expects tokens (B, {self.width}, T), got {tuple(tokens.shape)}")
+        film = self.film[modality]
+        for i, block in enumerate(self.blocks):
+            tokens = block(tokens, film[i])
+        return tokens
+
+
+class GeneratorSet(nn.Module):
+    """Every generator of a run: ``heads[m](trunk(stems[m](x), m))`` with one trunk for all modalities.
+
+    One module, so Accelerate/DDP wraps it once and the trunk's parameters exist once.
+    """
+
+    def __init__(self, trunk: LatentTrunk, parts: dict[str, tuple[nn.Module, nn.Module]]) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.stems = nn.ModuleDict({name: stem for name, (stem, _) in parts.items()})
+        self.heads = nn.ModuleDict({name: head for name, (_, head) in parts.items()})
+
+    def forward(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        return self.heads[modality](self.trunk(self.stems[modality](x), modality))
+
+    def modality_state_dict(self, modality: str) -> dict[str, torch.Tensor]:
+        """The weights one modality's generator needs: its stem, the trunk (its own FiLM only), its head."""
+        own = (f"stems.{modality}.", f"heads.{modality}.")
+        state = {}
+        for key, value in self.state_dict().items():
+            if key.startswith(("stems.", "heads.")) and not key.startswith(own):
+                continue
+            if key.startswith("trunk.film.") and key != f"trunk.film.{modality}":
+                continue
+            state[key] = value.detach().clone().contiguous()
+        return state
+
+
+class DiscriminatorSet(nn.Module):
+    """All discriminators of a run in one module (one optimizer, one DDP wrapper)."""
+
+    def __init__(self, discriminators: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleDict(discriminators)
+
+    def forward(self, modality: str, x: torch.Tensor):  # noqa: ANN201 - output type is the plugin's
+        return self.discriminators[modality](x)
