@@ -182,9 +182,9 @@ def read_toml(path: str | Path) -> dict[str, dict[str, Any]]:
 def apply_mapping(config: RunConfig, data: Mapping[str, Mapping[str, Any]], origin: str = "") -> None:
     """Apply ``{section: {key: value}}`` (a parsed TOML file) to ``config``."""
     for section_name, section in data.items():
-        if section_name == "run" and "modalities" in section:
-            continue  # the modalities are fixed before the config is built; see modalities_in
         for name, value in section.items():
+            if (section_name, name) == ("run", "modalities"):
+                continue  # fixed before the config is built; see modalities_in
             try:
                 set_value(config, f"{section_name}.{name}", value)
             except ConfigError as exc:

@@ -58,6 +58,11 @@ def endless_batches(accelerator: Any, loader: Any, sampler: EpochSampler, start_
         raise DataError("the data source holds fewer samples than one batch; lower train.batch_size")
     epoch, skip = divmod(start_batch, per_epoch)
     while True:
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        # Accelerate's loaders re-apply their own epoch counter to the sampler when iterated, and a
+        # skipping loader starts that counter at 0: set it on the loader, not only on the sampler.
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(epoch)
         sampler.set_epoch(epoch)
-        yield from accelerator.skip_first_batches(loader, skip) if skip else loader
+        yield from batches
         epoch, skip = epoch + 1, 0

@@ -261,8 +261,9 @@ class Trainer:
             self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
             # every rank saved its own RNG in Accelerate's files; the noise RNG below is rank 0's
             self.noise.set_state(tensors["noise_rng"])
-        except (RuntimeError, KeyError, ValueError, OSError, EOFError) as exc:
-            raise CheckpointError(f"checkpoint {directory} cannot be loaded: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # whatever a damaged file raises (safetensors, unpickling, shapes), one line
+            first = (str(exc).splitlines() or [""])[0]
+            raise CheckpointError(f"checkpoint {directory} cannot be loaded: {type(exc).__name__}: {first}") from None
         self.step = step
         log.info("resumed %s from step %d", self.run_dir, step)
 

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny run configs and a CLI runner, so every test trains for real in seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mmgan import config as cfg
+from mmgan.cli import build_cli
+from mmgan.plugins import get_modality
+
+# DCGAN at 32x32 with narrow layers and a narrow trunk: the real networks, sized for a CPU test.
+TINY = [
+    "image.image_size=32", "image.ngf=8", "image.ndf=8", "image.nz=16",
+    "trunk.width=32", "trunk.depth=1", "train.log_every=1", "train.num_samples=16",
+]
+
+
+def tiny_args(out: Path, steps: int = 3, batch_size: int = 8, extra: tuple[str, ...] = ()) -> list[str]:
+    args = ["--out", str(out), "--steps", str(steps), "--batch-size", str(batch_size), "--no-progress"]
+    for item in (*TINY, *extra):
+        args += ["--set", item]
+    return args
+
+
+@pytest.fixture
+def tiny_config():
+    def make(out: Path, steps: int = 3, plugins: tuple[str, ...] = ("image",), extra: tuple[str, ...] = (),
+             **kwargs) -> cfg.RunConfig:
+        return cfg.resolve(get_modality, plugins=plugins, out=out, steps=steps, batch_size=kwargs.pop("batch_size", 8),
+                           overrides=[*TINY, *extra], **kwargs)
+    return make
+
+
+@pytest.fixture
+def cli_run():
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(build_cli(), [str(a) for a in args], catch_exceptions=False)
+    return invoke
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    """A user mistake: non-zero exit, one line starting with Error:, naming what is wrong, no traceback."""
+    assert result.exit_code != 0, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    error_lines = [line for line in lines if line.startswith("Error:")]
+    assert len(error_lines) == 1, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in error_lines[0], (fragment, error_lines[0])

@@ -1,0 +1,131 @@
+"""The command line end to end on tiny sizes, and every bad input as one line with a non-zero exit."""
+
+import os
+import subprocess
+import sys
+
+from conftest import assert_one_line_error, read_metrics, tiny_args
+from PIL import Image
+
+
+def test_run_generate_and_plugins_end_to_end(cli_run, tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=4, extra=("train.sample_every=2",)))
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "config.toml").is_file()
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]
+    assert {"image/d/adv", "image/g/adv", "steps_per_s"} <= set(read_metrics(run_dir)[0])
+    assert sorted(p.name for p in (run_dir / "samples" / "image").iterdir()) == ["step_000002.png", "step_000004.png"]
+    assert (run_dir / "export" / "image.safetensors").is_file()
+
+    grid = tmp_path / "grid.png"
+    result = cli_run("generate", run_dir, "-n", "9", "-o", grid)
+    assert result.exit_code == 0, result.output
+    with Image.open(grid) as img:
+        assert img.size == (3 * 32 + 4 * 2, 3 * 32 + 4 * 2)
+
+    result = cli_run("plugins")
+    assert result.exit_code == 0
+    assert "image 0.1.0" in result.output and "modalities: image" in result.output
+    assert "mmgan_build_discriminator" in result.output
+
+
+def test_saved_config_reruns_the_same_run(cli_run, tmp_path):
+    first = tmp_path / "first"
+    assert cli_run("run", "--plugin", "image", *tiny_args(first, steps=2)).exit_code == 0
+    second = tmp_path / "second"
+    result = cli_run("run", "--config", first / "config.toml", "--out", second, "--no-progress")
+    assert result.exit_code == 0, result.output
+    strip = [{k: v for k, v in r.items() if k != "steps_per_s"} for r in read_metrics(first)]
+    assert strip == [{k: v for k, v in r.items() if k != "steps_per_s"} for r in read_metrics(second)]
+
+
+def test_resume_continues_to_more_steps(cli_run, tmp_path):
+    run_dir = tmp_path / "run"
+    assert cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=2)).exit_code == 0
+    result = cli_run("run", "--resume", run_dir, "--steps", "3", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3]
+
+
+def test_console_script_and_python_m_work(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    for cmd in ([os.path.join(os.path.dirname(sys.executable), "mmgan"), "--help"],
+                [sys.executable, "-m", "mmgan", "plugins"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert "image" in done.stdout
+
+
+# ---- bad input -------------------------------------------------------------------------------------
+
+def test_missing_and_empty_data_folders(cli_run, tmp_path):
+    missing = tmp_path / "nope"
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--data", missing, *tiny_args(tmp_path / "r1")),
+                          str(missing))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--data", empty, *tiny_args(tmp_path / "r2")),
+                          str(empty))
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_unreadable_images_are_skipped_then_all_unreadable_is_an_error(cli_run, tmp_path, caplog):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(8):
+        Image.new("RGB", (40, 30), (i * 30, 0, 0)).save(folder / f"ok{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    (folder / "notes.jpg").write_text("hello")
+    result = cli_run("run", "--plugin", "image", "--data", folder, *tiny_args(tmp_path / "run", steps=1))
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 of 10" in caplog.text
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"junk")
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--data", bad, *tiny_args(tmp_path / "r")), str(bad))
+
+
+def test_bad_toml_unknown_key_unknown_plugin_and_loss(cli_run, tmp_path):
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[train\n")
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--config", toml), "bad.toml", "not valid TOML")
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--set", "train.lrr=1"),
+                          "train.lrr", "valid keys in [train]", "lr_g")
+    assert_one_line_error(cli_run("run", "--plugin", "video"), "'video'", "installed modalities: image")
+    assert_one_line_error(cli_run("run", "--plugin", "image", *tiny_args(tmp_path / "r"), "--set", "train.loss=wgan"),
+                          "'wgan'", "hinge", "lsgan", "nonsaturating")
+
+
+def test_non_positive_steps_and_batch_size(cli_run, tmp_path):
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--steps", "0"), "train.steps must be positive")
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--batch-size", "-1"),
+                          "train.batch_size must be positive")
+
+
+def test_resume_without_checkpoint_and_existing_run(cli_run, tmp_path):
+    assert_one_line_error(cli_run("run", "--resume", tmp_path / "none"), "has no config.toml")
+    run_dir = tmp_path / "run"
+    assert cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=1)).exit_code == 0
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    assert_one_line_error(cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=1)),
+                          "already holds a run", "--resume")
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+    for ckpt in (run_dir / "checkpoints").iterdir():
+        for f in ckpt.iterdir():
+            f.unlink()
+        ckpt.rmdir()
+    assert_one_line_error(cli_run("run", "--resume", run_dir, "--steps", "2"), "no checkpoint to resume")
+
+
+def test_corrupt_checkpoint_and_bad_generate_inputs(cli_run, tmp_path):
+    run_dir = tmp_path / "run"
+    assert cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=1)).exit_code == 0
+    (run_dir / "checkpoints" / "step_000001" / "optimizer.bin").write_bytes(b"garbage")
+    assert_one_line_error(cli_run("run", "--resume", run_dir, "--steps", "2"), "step_000001 cannot be loaded")
+    assert_one_line_error(cli_run("generate", tmp_path, "-o", tmp_path / "g.png"), "no exported generator")
+    assert_one_line_error(cli_run("generate", run_dir, "-n", "0", "-o", tmp_path / "g.png"), "-n must be positive")
+    (run_dir / "export" / "image.safetensors").write_bytes(b"xx")
+    assert_one_line_error(cli_run("generate", run_dir, "-o", tmp_path / "g.png"), "corrupt")
+    assert not (tmp_path / "g.png").exists()

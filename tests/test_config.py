@@ -1,0 +1,78 @@
+import pytest
+
+from mmgan import config as cfg
+from mmgan.errors import ConfigError
+from mmgan.plugins import get_modality
+
+
+def resolve(**kwargs):
+    return cfg.resolve(get_modality, **{"plugins": ["image"], "out": "runs/x", **kwargs})
+
+
+def test_defaults_come_from_dataclasses_and_the_modality():
+    config = resolve()
+    assert config.train.lr_g == 2e-4 and (config.train.beta1, config.train.beta2) == (0.5, 0.999)
+    assert config.modalities["image"].data == "builtin:shapes"
+    assert config.modalities["image"].nz == 100
+
+
+def test_toml_round_trip_reproduces_the_config(tmp_path):
+    config = resolve(overrides=["image.image_size=32", "train.channels_last=true", "train.loss=hinge"], seed=7)
+    path = tmp_path / "config.toml"
+    path.write_text(cfg.to_toml(config))
+    again = cfg.resolve(get_modality, config_file=path)
+    assert again.to_dict() == config.to_dict()
+
+
+def test_precedence_file_then_flags_then_set(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nsteps = 50\nbatch_size = 4\n[image]\nimage_size = 32\n")
+    config = resolve(config_file=path, steps=70, overrides=["train.steps=90"])
+    assert (config.train.steps, config.train.batch_size, config.modalities["image"].image_size) == (90, 4, 32)
+
+
+def test_set_coerces_by_field_type():
+    config = resolve(overrides=["train.lr_d=1e-3", "train.channels_last=yes", "image.data=some/dir", "run.seed=3"])
+    assert config.train.lr_d == 1e-3 and config.train.channels_last is True
+    assert config.modalities["image"].data == "some/dir" and config.run.seed == 3
+
+
+@pytest.mark.parametrize(("override", "fragment"), [
+    ("train.stepz=3", "unknown config key 'train.stepz'; valid keys in [train]: batch_size"),
+    ("video.fps=3", "unknown config section 'video'; valid sections: run, train, trunk, image"),
+    ("train.steps=many", "train.steps: expected an integer, got 'many'"),
+    ("train.channels_last=maybe", "expected true or false"),
+    ("steps=3", "must look like section.key"),
+    ("train.steps", "expected section.key=value"),
+    ("train.steps=0", "train.steps must be positive, got 0"),
+    ("train.batch_size=-2", "train.batch_size must be positive, got -2"),
+    ("image.image_size=48", "image_size must be 32 or 64, got 48"),
+    ("train.mixed_precision=fp8", "mixed_precision must be no, bf16 or fp16"),
+])
+def test_bad_values_name_the_key(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        resolve(overrides=[override])
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[train\nsteps = ")
+    with pytest.raises(ConfigError, match="broken.toml is not valid TOML"):
+        resolve(config_file=path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve(config_file=tmp_path / "missing.toml")
+    path.write_text("[train]\nsteps = 'ten'\n")
+    with pytest.raises(ConfigError, match="broken.toml: train.steps: expected an integer"):
+        resolve(config_file=path)
+
+
+def test_data_flag_for_one_and_several_modalities():
+    assert resolve(data=["some/folder"]).modalities["image"].data == "some/folder"
+    assert resolve(data=["image=other"]).modalities["image"].data == "other"
+
+
+def test_no_modality_is_an_error():
+    with pytest.raises(ConfigError, match="pass --plugin"):
+        cfg.resolve(get_modality, plugins=[])

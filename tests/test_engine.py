@@ -1,0 +1,142 @@
+"""The training loop: D frozen in the G step, EMA, exact resume, atomic checkpoints, export."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import read_metrics
+
+from mmgan import checkpoint
+from mmgan.data import endless_batches
+from mmgan.engine import Trainer
+from mmgan.errors import CheckpointError
+from mmgan.inference import load_generator, sample
+
+
+def batches_of(trainer):
+    return {n: endless_batches(trainer.accelerator, loader, trainer.samplers[n], 0)
+            for n, loader in trainer.loaders.items()}
+
+
+def test_generator_step_leaves_discriminator_gradients_untouched(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run"), progress=False)
+    snapshot = {}
+    d_step = trainer.opt_d.step
+
+    def record_then_step(*args, **kwargs):
+        snapshot.update({n: p.grad.clone() for n, p in trainer.D.named_parameters()})
+        return d_step(*args, **kwargs)
+
+    trainer.opt_d.step = record_then_step
+    trainer.train_step(batches_of(trainer))
+    assert snapshot, "the discriminator step ran"
+    for name, param in trainer.D.named_parameters():
+        # the G step ran after opt_d.step: had D been trainable there, its .grad would have grown
+        assert torch.equal(param.grad, snapshot[name]), name
+        assert param.requires_grad, "D is trainable again after the G step"
+
+
+def test_ema_trails_the_live_generator(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run"), progress=False)
+    before = [p.clone() for p in trainer.ema.parameters()]
+    batches = batches_of(trainer)
+    for _ in range(3):
+        trainer.train_step(batches)
+        trainer.step += 1
+    live = list(trainer.accelerator.unwrap_model(trainer.G).parameters())
+    moved = [not torch.equal(b, e) for b, e in zip(before, trainer.ema.parameters(), strict=True)]
+    differs = [not torch.equal(lv, e) for lv, e in zip(live, trainer.ema.parameters(), strict=True)]
+    assert any(moved) and any(differs)
+    assert not any(p.requires_grad for p in trainer.ema.parameters())
+
+
+def losses(run_dir):
+    return [{k: v for k, v in rec.items() if k != "steps_per_s"} for rec in read_metrics(run_dir)]
+
+
+def test_resume_reproduces_an_unbroken_run(tiny_config, tmp_path):
+    # batch 16 of a 40-item set: 2 batches an epoch, so the resumed run crosses epochs mid-way too
+    extra = ("train.checkpoint_every=3", "train.sample_every=100")
+    full = Trainer(tiny_config(tmp_path / "full", steps=8, extra=extra, batch_size=16), progress=False).fit()
+
+    broken = tmp_path / "broken"
+    Trainer(tiny_config(broken, steps=7, extra=extra, batch_size=16), progress=False).fit()
+    # simulate a kill after step 7: the final checkpoint never happened, step 6's is the latest
+    shutil.rmtree(broken / "checkpoints" / "step_000007")
+    assert len(read_metrics(broken)) == 7
+    Trainer(tiny_config(broken, steps=8, extra=extra, batch_size=16), resume=True, progress=False).fit()
+
+    expected, got = losses(full), losses(broken)
+    assert [r["step"] for r in got] == list(range(1, 9))
+    for a, b in zip(expected, got, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
+    ema_full = load_generator(full, "image")[0].state_dict()
+    ema_resumed = load_generator(broken, "image")[0].state_dict()
+    for key in ema_full:
+        assert torch.allclose(ema_full[key].float(), ema_resumed[key].float(), atol=1e-5), key
+
+
+@pytest.fixture(autouse=True)
+def small_builtin_set(monkeypatch):
+    """A 40-image built-in set keeps epochs short so tests cross epoch boundaries."""
+    import mmgan_image.datasets as datasets
+
+    original = datasets.ShapesDataset.__init__
+
+    def short(self, size=64, length=50_000, seed=0):
+        original(self, size=size, length=40, seed=seed)
+    monkeypatch.setattr(datasets.ShapesDataset, "__init__", short)
+
+
+def test_checkpoints_keep_the_last_k(tiny_config, tmp_path):
+    run = Trainer(tiny_config(tmp_path / "run", steps=6,
+                              extra=("train.checkpoint_every=1", "train.keep_checkpoints=2")), progress=False).fit()
+    assert [p.name for p in checkpoint.checkpoint_dirs(run)] == ["step_000005", "step_000006"]
+    assert not list((run / "checkpoints").glob(".*")), "no staging directory is left behind"
+
+
+def test_crash_while_saving_leaves_the_previous_checkpoint_usable(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config(tmp_path / "run", steps=4, extra=("train.checkpoint_every=2",))
+    trainer = Trainer(config, progress=False)
+
+    def crash_after_two(*args, **kwargs):
+        if trainer.step == 4:
+            raise KeyboardInterrupt("killed while saving")
+        return original(*args, **kwargs)
+
+    original = checkpoint.write_extra_state
+    monkeypatch.setattr(checkpoint, "write_extra_state", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    monkeypatch.undo()
+    assert [p.name for p in checkpoint.checkpoint_dirs(config.run.out)] == ["step_000002"]
+    resumed = Trainer(config, resume=True, progress=False)
+    assert resumed.step == 2
+    resumed.fit()
+    assert read_metrics(resumed.run_dir)[-1]["step"] == 4
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tiny_config, tmp_path):
+    config = tiny_config(tmp_path / "run", steps=2)
+    Trainer(config, progress=False).fit()
+    latest = checkpoint.latest_checkpoint(config.run.out)
+    (latest / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match="step_000002 cannot be loaded"):
+        Trainer(config, resume=True, progress=False)
+    (latest / checkpoint.STATE_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="step_000002 is corrupt"):
+        Trainer(config, resume=True, progress=False)
+
+
+def test_export_is_safetensors_and_json_and_samples_deterministically(tiny_config, tmp_path):
+    run = Trainer(tiny_config(tmp_path / "run", steps=2), progress=False).fit()
+    meta = json.loads((run / "export" / "image.json").read_text())
+    assert meta["modality"] == "image" and meta["step"] == 2 and meta["config"]["image_size"] == 32
+    generator, config = load_generator(run, "image")
+    a, b = sample(generator, "image", config, 5, seed=1), sample(generator, "image", config, 5, seed=1)
+    assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1
+    assert (run / "samples" / "image" / "step_000002.png").is_file()
