@@ -49,6 +49,8 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.999
+    # the EMA half-life is at most this share of the steps so far (0: always ema_decay)
+    ema_rampup: float = 0.05
     log_every: int = 10
     sample_every: int = 500
     num_samples: int = 64
@@ -215,6 +217,8 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"train.{name} must be in [0, 1), got {getattr(t, name)}")
     if t.mixed_precision not in ("", "no", "bf16", "fp16"):
         raise ConfigError(f"train.mixed_precision must be no, bf16 or fp16, got {t.mixed_precision!r}")
+    if t.ema_rampup < 0:
+        raise ConfigError(f"train.ema_rampup must be >= 0, got {t.ema_rampup}")
     if t.num_workers < 0:
         raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
     if config.trunk.width < 1 or config.trunk.depth < 0 or config.trunk.kernel_size % 2 == 0:

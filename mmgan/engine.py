@@ -24,7 +24,6 @@ import pluggy
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -201,8 +200,7 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        # short runs warm up: the effective decay grows from 0.1 towards train.ema_decay
-        decay = min(self.config.train.ema_decay, (1 + self.step) / (10 + self.step))
+        decay = ema_decay(self.step, self.config.train.ema_decay, self.config.train.ema_rampup)
         live = self.accelerator.unwrap_model(self.G)
         ema_params, live_params = list(self.ema.parameters()), list(live.parameters())
         torch._foreach_lerp_(ema_params, live_params, 1 - decay)
@@ -298,5 +296,10 @@ class Trainer:
                         self.step, ", ".join(bad))
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def ema_decay(step: int, cap: float, rampup: float) -> float:
+    """EMA decay at ``step``: the half-life grows with training (``rampup`` of the steps so far, as in
+    StyleGAN2-ADA), capped at ``cap``; without it, early EMA weights average random initialisations."""
+    if rampup <= 0:
+        return cap
+    half_life = max(rampup * (step + 1), 1e-8)
+    return min(cap, 0.5 ** (1 / half_life))

@@ -140,3 +140,12 @@ def test_export_is_safetensors_and_json_and_samples_deterministically(tiny_confi
     assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
     assert (run / "samples" / "image" / "step_000002.png").is_file()
+
+
+def test_ema_half_life_ramps_with_training_and_is_capped():
+    from mmgan.engine import ema_decay
+
+    decays = [ema_decay(step, 0.999, 0.05) for step in range(0, 50_000, 250)]
+    assert decays == sorted(decays) and decays[-1] == 0.999
+    assert ema_decay(500, 0.999, 0.05) == pytest.approx(0.5 ** (1 / (0.05 * 501)))
+    assert ema_decay(3, 0.9, 0.0) == 0.9

@@ -1,0 +1,200 @@
+"""Images/s of a full DCGAN training step: mmgan's Trainer vs the same networks in a plain PyTorch loop.
+
+    python benchmarks/train_image.py                          # fp32, sizes 64 and 32, 5 rounds
+    python benchmarks/train_image.py --bf16 --channels-last --json runs/bench.json
+
+One step = D update on real + detached fake, then G update through a frozen D, then the optimizer steps
+(and, for mmgan only, its EMA update), at batch 64 on the built-in shapes. Three contenders, timed in one
+process and interleaved (round-robin blocks of --block steps, order rotated each round):
+  mmgan        Trainer.train_step (Accelerate, plugin hooks, EMA)
+  bare         stem -> LatentTrunk -> head and the DCGAN discriminator in a hand-written loop
+  dcgan-paper  the bare loop without the trunk (stem -> head), the paper's generator
+mmgan / bare is the framework's overhead; bare / dcgan-paper is the trunk's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+import mmgan.plugins
+from mmgan.config import resolve
+from mmgan.data import endless_batches
+from mmgan.engine import Trainer
+from mmgan.trunk import LatentTrunk, TrunkConfig
+from mmgan_image.datasets import ShapesDataset
+from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
+
+BATCH = 64
+SEED = 0
+
+
+class Generator(nn.Module):
+    """z -> DCGANStem -> (LatentTrunk) -> DCGANHead: mmgan's image generator without the framework."""
+
+    def __init__(self, nz: int, ngf: int, size: int, config: TrunkConfig, trunk: bool) -> None:
+        super().__init__()
+        self.stem = DCGANStem(nz, config.width)
+        self.trunk = LatentTrunk(config, ["image"]) if trunk else None
+        self.head = DCGANHead(config.width, ngf, size)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(z)
+        if self.trunk is not None:
+            tokens = self.trunk(tokens, "image")
+        return self.head(tokens)
+
+
+def bare_step_fn(config, size: int, trunk: bool, args):
+    """A plain training loop in the style of pytorch/examples dcgan/main.py; returns one-step callable."""
+    torch.manual_seed(SEED)
+    m, t = config.modalities["image"], config.train
+    netG = Generator(m.nz, m.ngf, size, config.trunk, trunk)
+    netD = DCGANDiscriminator(m.ndf, size)
+    if args.channels_last:
+        netG, netD = netG.to(memory_format=torch.channels_last), netD.to(memory_format=torch.channels_last)
+    optimizerG = torch.optim.Adam(netG.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+    optimizerD = torch.optim.Adam(netD.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+    dataset = ShapesDataset(size, seed=SEED)
+    dataloader = DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(SEED))
+    noise_gen = torch.Generator().manual_seed(SEED + 1)
+
+    data = (batch for _ in itertools.count() for batch in dataloader)  # endless, epoch after epoch
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+
+    def step() -> None:
+        real = next(data)
+        noise = torch.randn(real.shape[0], m.nz, generator=noise_gen)
+        # (1) update D: maximize log D(x) + log(1 - D(G(z))); the fake is generated once, reused in (2)
+        netD.requires_grad_(True)
+        with autocast():
+            fake = netG(noise)
+            d_real, d_fake = netD(real), netD(fake.detach())
+        errD = F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
+        optimizerD.zero_grad(set_to_none=True)
+        errD.backward()
+        optimizerD.step()
+        # (2) update G: maximize log D(G(z)), D frozen
+        netD.requires_grad_(False)
+        with autocast():
+            d_fake = netD(fake)
+        errG = F.softplus(-d_fake.float()).mean()
+        optimizerG.zero_grad(set_to_none=True)
+        errG.backward()
+        optimizerG.step()
+        netD.requires_grad_(True)
+
+    return step
+
+
+def mmgan_step_fn(config):
+    torch.manual_seed(SEED)
+    trainer = Trainer(config, progress=False)
+    batches = {n: endless_batches(trainer.accelerator, loader, trainer.samplers[n], 0)
+               for n, loader in trainer.loaders.items()}
+
+    def step() -> None:
+        trainer.train_step(batches)
+        trainer.step += 1  # as fit() does: the EMA warm-up reads it
+
+    return step
+
+
+def bench_size(size: int, out: str, args) -> dict[str, list[float]]:
+    overrides = [f"image.image_size={size}", f"train.mixed_precision={'bf16' if args.bf16 else 'no'}",
+                 f"train.channels_last={'true' if args.channels_last else 'false'}"]
+    config = resolve(mmgan.plugins.get_modality, plugins=["image"], out=out, steps=10**6, batch_size=BATCH,
+                     seed=SEED, overrides=overrides)
+    contenders = {
+        "mmgan": mmgan_step_fn(config),
+        "bare": bare_step_fn(config, size, True, args),
+        "dcgan-paper": bare_step_fn(config, size, False, args),
+    }
+    torch.set_num_threads(args.threads)  # in case anything above changed it
+    for step in contenders.values():
+        for _ in range(args.warmup):
+            step()
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            start = time.perf_counter()
+            for _ in range(args.block):
+                contenders[name]()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32], help="image sizes (default 64 32)")
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds (default 5)")
+    parser.add_argument("--block", type=int, default=4, help="steps per timed block (default 4)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every contender")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last modules for every contender")
+    parser.add_argument("--json", metavar="PATH", help="write the raw block timings here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    header = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+    }
+    for key, value in header.items():
+        print(f"{key}: {value}")
+    print(f"batch {BATCH}, {args.rounds} rounds x {args.block} steps per contender, warmup {args.warmup}, "
+          f"bf16={args.bf16}, channels_last={args.channels_last}\n")
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="mmgan-bench-") as tmp:
+        for size in args.sizes:
+            results[size] = bench_size(size, os.path.join(tmp, f"run{size}"), args)
+
+    print("| size | contender | median img/s | min img/s | max img/s | ratio to bare |")
+    print("|-----:|:----------|-------------:|----------:|----------:|--------------:|")
+    for size, seconds in results.items():
+        rates = {name: [args.block * BATCH / s for s in blocks] for name, blocks in seconds.items()}
+        bare = statistics.median(rates["bare"])
+        for name, r in rates.items():
+            med = statistics.median(r)
+            print(f"| {size} | {name} | {med:.1f} | {min(r):.1f} | {max(r):.1f} | {med / bare:.3f} |")
+
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"header": header, "args": vars(args), "block_seconds": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
