@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import sys
 import time
@@ -21,6 +22,8 @@ from typing import Any
 from mmgan.errors import CheckpointError, ConfigError
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.trunk import TrunkConfig
+
+log = logging.getLogger("mmgan")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,13 +90,28 @@ class RunConfig:
 
 
 def default_config(modalities: Iterable[Modality]) -> RunConfig:
-    """Defaults for a run of these modalities, including each modality's suggested training settings."""
+    """Defaults for a run of these modalities, including their suggested training settings.
+
+    Where modalities suggest different values, the longest ``steps`` wins and, for any other key, the
+    first modality named (``--plugin`` order); the conflict is logged.
+    """
     mods = list(modalities)
     config = RunConfig(modalities={m.name: m.config_class() for m in mods})
     config.run.modalities = [m.name for m in mods]
+    chosen: dict[str, tuple[Any, str]] = {}
     for modality in mods:
         for key, value in modality.train_defaults.items():
-            set_value(config, f"train.{key}", value)
+            if key not in chosen:
+                chosen[key] = (value, modality.name)
+                continue
+            if value == chosen[key][0]:
+                continue
+            keep = max(chosen[key], (value, modality.name)) if key == "steps" else chosen[key]
+            log.info("modalities suggest different train.%s (%s: %r, %s: %r); using %r", key, chosen[key][1],
+                     chosen[key][0], modality.name, value, keep[0])
+            chosen[key] = keep
+    for key, (value, _) in chosen.items():
+        set_value(config, f"train.{key}", value)
     return config
 
 

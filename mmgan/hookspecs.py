@@ -63,7 +63,8 @@ def mmgan_register_losses(register: Callable[[str, AdversarialLoss], None]) -> N
 def mmgan_generator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
     """Called in every generator step, once per modality. Return extra weighted loss terms or None.
 
-    Terms from all plugins are added to the adversarial loss; each is logged as ``g/<name>``.
+    Terms from all plugins are added to the adversarial loss; each is logged as ``<modality>/g/<name>``.
+    A term named ``adv``, or one name returned by two plugins, is a PluginError.
     ``ctx`` holds the modality, its config, real and generated batches and the discriminator outputs.
     """
 
@@ -72,7 +73,8 @@ def mmgan_generator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | No
 def mmgan_discriminator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
     """Called in every discriminator step, once per modality. Return extra weighted loss terms or None.
 
-    Terms from all plugins are added to the adversarial loss; each is logged as ``d/<name>``.
+    Terms from all plugins are added to the adversarial loss; each is logged as ``<modality>/d/<name>``.
+    A term named ``adv``, or one name returned by two plugins, is a PluginError.
     ``ctx.fake`` is detached here; ``ctx.discriminator`` re-runs D (for gradient penalties).
     """
 

@@ -47,22 +47,25 @@ def load_entry_points(pm: pluggy.PluginManager, only: set[str] | None = None) ->
     A plugin that fails to import is reported in one log line naming it; the others still load.
     """
     failures = []
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    # sorted: which plugin answers a firstresult hook first must not depend on the order of sys.path
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if (only is not None and ep.name not in only) or pm.get_plugin(ep.name) is not None:
             continue
         try:
             module = ep.load()
-        except Exception as exc:  # any import error of a third-party package must not stop the rest
-            log.warning("plugin %r (%s) failed to load: %s: %s", ep.name, ep.value, type(exc).__name__, exc)
+            pm.register(module, name=ep.name)
+        except Exception as exc:  # a broken third-party package (import error, bad hook) must not stop the rest
+            message = " ".join(str(exc).split())  # one line, whatever the exception printed
+            log.warning("plugin %r (%s) failed to load: %s: %s", ep.name, ep.value, type(exc).__name__, message)
             failures.append(ep.name)
             continue
-        pm.register(module, name=ep.name)
         dist = ep.dist
-        _SOURCES[ep.name] = (dist.name if dist else "?", dist.version if dist else "?")
+        _SOURCES[module] = (dist.name if dist else "?", dist.version if dist else "?")
     return failures
 
 
-_SOURCES: dict[str, tuple[str, str]] = {}
+# the distribution each entry-point module came from, for `mmgan plugins`
+_SOURCES: dict[object, tuple[str, str]] = {}
 
 
 @cache
@@ -138,7 +141,7 @@ def describe_plugins(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]
         if name in CORE_PLUGINS:
             dist, version, source = name, _core_version(), "core"
         else:
-            dist, version = _SOURCES.get(name, ("?", "?"))
+            dist, version = _SOURCES.get(plugin, ("?", "?"))
             source = f"entry point of {dist}" if dist != "?" else "registered in process"
         infos.append(PluginInfo(name=name, version=version, source=source, hooks=hooks, modalities=mods))
     return sorted(infos, key=lambda info: (info.source != "core", info.name))

@@ -76,3 +76,14 @@ def test_data_flag_for_one_and_several_modalities():
 def test_no_modality_is_an_error():
     with pytest.raises(ConfigError, match="pass --plugin"):
         cfg.resolve(get_modality, plugins=[])
+
+
+def test_modalities_suggesting_different_train_defaults(caplog):
+    from mmgan.modality import Modality, ModalityConfig
+
+    def make(name, **defaults):
+        return Modality(name=name, config_class=ModalityConfig, make_input=lambda r, c, g: r, train_defaults=defaults)
+
+    config = cfg.default_config([make("a", steps=100, batch_size=64), make("b", steps=300, batch_size=16)])
+    assert (config.train.steps, config.train.batch_size) == (300, 64)  # longest steps, first modality's batch
+    assert "train.batch_size" in caplog.text
