@@ -107,6 +107,7 @@ class Trainer:
         prepared = self.accelerator.prepare(generators, discriminators, opt_g, opt_d, *loaders)
         self.G, self.D, self.opt_g, self.opt_d = prepared[:4]
         self.loaders = dict(zip(config.run.modalities, prepared[4:], strict=True))
+        self.D_module = self.accelerator.unwrap_model(self.D)  # the same parameters, without a DDP wrapper
         self.ema.to(self.accelerator.device)
 
         # All noise comes from this generator, saved in every checkpoint: resume draws the same noise.
@@ -123,6 +124,8 @@ class Trainer:
         if acc.is_main_process:
             self._write_config()
             self._truncate_metrics(after=self.step)
+            log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
+                     self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
         batches = {name: endless_batches(acc, loader, self.samplers[name], self.step)
                    for name, loader in self.loaders.items()}
         bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
@@ -175,16 +178,18 @@ class Trainer:
         self.accelerator.backward(d_total)
         self.opt_d.step()
 
-        # generator step: D frozen so no gradient reaches (or lingers in) its parameters
+        # generator step: D frozen so no gradient reaches (or lingers in) its parameters. It runs D
+        # unwrapped: under DDP a wrapped module whose parameters get no gradient stalls the reducer.
         self.D.requires_grad_(False)
+        d_plain = self.D_module
         g_total = 0.0
         for name in self.modalities:
             mcfg = self.config.modalities[name]
             real, fake, g_input = step_data[name]
-            d_fake = self.D(name, fake)
+            d_fake = d_plain(name, fake)
             adv = self.adversarial.g_loss(d_fake)
             ctx = LossContext(name, mcfg, self.step, real, fake, g_input, d_fake,
-                              lambda x, name=name: self.D(name, x))
+                              lambda x, name=name: d_plain(name, x))
             terms = _loss_terms(self.pm.hook.mmgan_generator_loss_terms(ctx=ctx), name, "generator")
             g_total = g_total + adv + sum(terms.values())
             losses[f"{name}/g/adv"] = adv.detach()

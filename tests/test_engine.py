@@ -149,3 +149,19 @@ def test_ema_half_life_ramps_with_training_and_is_capped():
     assert decays == sorted(decays) and decays[-1] == 0.999
     assert ema_decay(500, 0.999, 0.05) == pytest.approx(0.5 ** (1 / (0.05 * 501)))
     assert ema_decay(3, 0.9, 0.0) == 0.9
+
+
+def test_bf16_mixed_precision_trains_without_nan(tiny_config, tmp_path):
+    config = tiny_config(tmp_path / "run", steps=3,
+                         extra=("train.mixed_precision=bf16", "train.channels_last=true"))
+    run = Trainer(config, progress=False).fit()
+    for record in read_metrics(run):
+        assert all(torch.isfinite(torch.tensor(v)) for v in record.values()), record
+    generator, cfg = load_generator(run, "image")
+    assert torch.isfinite(sample(generator, "image", cfg, 4, seed=0)).all()
+
+
+def test_trunk_depth_zero_is_the_papers_network(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", extra=("trunk.depth=0",)), progress=False)
+    assert not list(trainer.accelerator.unwrap_model(trainer.G).trunk.blocks)
+    trainer.fit()
