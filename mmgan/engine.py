@@ -23,6 +23,7 @@ from typing import Any
 import pluggy
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -82,6 +83,11 @@ class Trainer:
         self.run_dir = Path(config.run.out)
         self.progress = progress
         t = config.train
+        if AcceleratorState._shared_state:
+            # Accelerate keeps one state per process and refuses a second Accelerator with another
+            # precision; a process that runs several trainings (tests, notebooks, benchmarks) must reset
+            # it. The process group (PartialState) is kept.
+            AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(mixed_precision=t.mixed_precision or None)
         set_seed(config.run.seed)
         self.modalities = {name: get_modality(name, self.pm) for name in config.run.modalities}
