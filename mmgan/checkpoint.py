@@ -48,6 +48,12 @@ def staging_dir(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f".step_{step:06d}.partial"
 
 
+def remove_staging(run_dir: Path) -> None:
+    """Delete staging directories that a crash while saving left behind."""
+    for partial in (Path(run_dir) / "checkpoints").glob(".step_*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def write_extra_state(directory: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Write mmgan's own resume state (EMA weights, RNG state, step) beside Accelerate's files."""
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(directory / STATE_FILE))

@@ -58,8 +58,14 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
     run_dir = Path(config.run.out)
     if resume is None and (run_dir / "config.toml").exists():
         raise click.ClickException(f"{run_dir} already holds a run; pass --resume {run_dir} or another --out")
-    trained = Trainer(config, resume=resume is not None, progress=not no_progress).fit()
-    click.echo(f"run written to {trained} (samples/, checkpoints/, export/, metrics.jsonl)")
+    trainer = Trainer(config, resume=resume is not None, progress=not no_progress)
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        # the last checkpoint is intact (they are renamed into place only once complete)
+        click.echo(f"\ninterrupted at step {trainer.step}; continue with: mmgan run --resume {run_dir}", err=True)
+        sys.exit(130)
+    click.echo(f"run written to {run_dir} (samples/, checkpoints/, export/, metrics.jsonl)")
 
 
 @cli.command()

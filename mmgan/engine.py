@@ -127,9 +127,14 @@ class Trainer:
     def fit(self) -> Path:
         """Train to ``train.steps``; returns the run directory."""
         t, acc = self.config.train, self.accelerator
+        if self.step >= t.steps:
+            log.info("%s is already at step %d of %d; pass a larger --steps to train on", self.run_dir,
+                     self.step, t.steps)
+            return self.run_dir
         if acc.is_main_process:
             self._write_config()
             self._truncate_metrics(after=self.step)
+            checkpoint.remove_staging(self.run_dir)
             log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
                      self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
         batches = {name: endless_batches(acc, loader, self.samplers[name], self.step)
@@ -296,7 +301,7 @@ class Trainer:
         if not self.metrics_path.exists():
             return
         kept = [line for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= after]
+                if _logged_step(line) <= after]
         with atomic_path(self.metrics_path) as tmp:
             tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
@@ -305,6 +310,14 @@ class Trainer:
         if bad:
             log.warning("step %d: non-finite losses %s; lower the learning rate or try train.loss=hinge",
                         self.step, ", ".join(bad))
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinity for a line a crash cut short (it is dropped)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def ema_decay(step: int, cap: float, rampup: float) -> float:

@@ -116,6 +116,7 @@ def test_crash_while_saving_leaves_the_previous_checkpoint_usable(tiny_config, t
     resumed = Trainer(config, resume=True, progress=False)
     assert resumed.step == 2
     resumed.fit()
+    assert not list((resumed.run_dir / "checkpoints").glob(".*")), "the half-written checkpoint is cleaned up"
     assert read_metrics(resumed.run_dir)[-1]["step"] == 4
 
 
@@ -165,3 +166,17 @@ def test_trunk_depth_zero_is_the_papers_network(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(tmp_path / "run", extra=("trunk.depth=0",)), progress=False)
     assert not list(trainer.accelerator.unwrap_model(trainer.G).trunk.blocks)
     trainer.fit()
+
+
+def test_resume_after_a_crash_mid_log_line_and_past_the_end(tiny_config, tmp_path, caplog):
+    config = tiny_config(tmp_path / "run", steps=2)
+    run = Trainer(config, progress=False).fit()
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 3, "image/d/ad')  # the process died while appending
+    config.train.steps = 3
+    Trainer(config, resume=True, progress=False).fit()
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
+    before = (run / "metrics.jsonl").read_bytes()
+    assert Trainer(config, resume=True, progress=False).fit() == run  # already at step 3: nothing to do
+    assert (run / "metrics.jsonl").read_bytes() == before
+    assert "already at step 3" in caplog.text

@@ -57,7 +57,7 @@ def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
         make_input=noise_for_batch,
         sample_input=noise,
         description="DCGAN (Radford et al. 2015), 32x32 or 64x64 RGB",
-        train_defaults={"steps": 2500, "batch_size": 64},
+        train_defaults={"steps": 5000, "batch_size": 32},
     ))
 
 
