@@ -39,7 +39,6 @@ from mmgan.trunk import LatentTrunk, TrunkConfig
 from mmgan_image.datasets import ShapesDataset
 from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
 
-BATCH = 64
 SEED = 0
 
 
@@ -70,7 +69,7 @@ def bare_step_fn(config, size: int, trunk: bool, args):
     optimizerG = torch.optim.Adam(netG.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
     optimizerD = torch.optim.Adam(netD.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
     dataset = ShapesDataset(size, seed=SEED)
-    dataloader = DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True,
+    dataloader = DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(SEED))
     noise_gen = torch.Generator().manual_seed(SEED + 1)
 
@@ -120,7 +119,7 @@ def mmgan_step_fn(config):
 def bench_size(size: int, out: str, args) -> dict[str, list[float]]:
     overrides = [f"image.image_size={size}", f"train.mixed_precision={'bf16' if args.bf16 else 'no'}",
                  f"train.channels_last={'true' if args.channels_last else 'false'}"]
-    config = resolve(mmgan.plugins.get_modality, plugins=["image"], out=out, steps=10**6, batch_size=BATCH,
+    config = resolve(mmgan.plugins.get_modality, plugins=["image"], out=out, steps=10**6, batch_size=args.batch,
                      seed=SEED, overrides=overrides)
     contenders = {
         "mmgan": mmgan_step_fn(config),
@@ -156,6 +155,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds (default 5)")
     parser.add_argument("--block", type=int, default=4, help="steps per timed block (default 4)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender (default 2)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every contender")
     parser.add_argument("--channels-last", action="store_true", help="channels_last modules for every contender")
@@ -174,7 +174,7 @@ def main() -> None:
     }
     for key, value in header.items():
         print(f"{key}: {value}")
-    print(f"batch {BATCH}, {args.rounds} rounds x {args.block} steps per contender, warmup {args.warmup}, "
+    print(f"batch {args.batch}, {args.rounds} rounds x {args.block} steps per contender, warmup {args.warmup}, "
           f"bf16={args.bf16}, channels_last={args.channels_last}\n")
 
     results = {}
@@ -185,7 +185,7 @@ def main() -> None:
     print("| size | contender | median img/s | min img/s | max img/s | ratio to bare |")
     print("|-----:|:----------|-------------:|----------:|----------:|--------------:|")
     for size, seconds in results.items():
-        rates = {name: [args.block * BATCH / s for s in blocks] for name, blocks in seconds.items()}
+        rates = {name: [args.block * args.batch / s for s in blocks] for name, blocks in seconds.items()}
         bare = statistics.median(rates["bare"])
         for name, r in rates.items():
             med = statistics.median(r)
