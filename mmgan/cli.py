@@ -65,7 +65,8 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
         # the last checkpoint is intact (they are renamed into place only once complete)
         click.echo(f"\ninterrupted at step {trainer.step}; continue with: mmgan run --resume {run_dir}", err=True)
         sys.exit(130)
-    click.echo(f"run written to {run_dir} (samples/, checkpoints/, export/, metrics.jsonl)")
+    if trainer.accelerator.is_main_process:
+        click.echo(f"run written to {run_dir} (samples/, checkpoints/, export/, metrics.jsonl)")
 
 
 @cli.command()

@@ -259,6 +259,7 @@ class Trainer:
         staging = checkpoint.staging_dir(self.run_dir, self.step)
         acc.wait_for_everyone()
         acc.save_state(str(staging))
+        acc.wait_for_everyone()  # every rank's RNG file is in the staging directory before the rename
         if acc.is_main_process:
             tensors = {f"ema.{k}": v for k, v in self.ema.state_dict().items()}
             tensors["noise_rng"] = self.noise.get_state()
