@@ -76,9 +76,11 @@ def read_extra_state(directory: Path) -> tuple[int, dict[str, torch.Tensor], dic
     """Step, tensors and metadata saved by ``write_extra_state``; a CheckpointError if corrupt."""
     try:
         meta = json.loads((directory / PROGRESS_FILE).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"{PROGRESS_FILE} holds {type(meta).__name__}, not an object")
         tensors = load_file(str(directory / STATE_FILE))
         step = int(meta.pop("step"))
-    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise CheckpointError(f"checkpoint {directory} is corrupt: {type(exc).__name__}: {exc}") from None
     return step, tensors, meta
 
@@ -112,6 +114,8 @@ def read_export(run_dir: Path, modality: str) -> tuple[dict[str, torch.Tensor], 
         raise CheckpointError(f"run {run_dir} has no exported {modality} generator (expected {weights})")
     try:
         config = json.loads(meta.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError(f"{meta.name} holds {type(config).__name__}, not an object")
         state = load_file(str(weights))
     except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"exported generator in {export_dir} is corrupt: {exc}") from None

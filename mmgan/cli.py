@@ -56,8 +56,6 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
     config = cfg.resolve(get_modality, plugins=plugins, config_file=config_file, resume_dir=resume, data=data,
                          steps=steps, batch_size=batch_size, seed=seed, out=out, overrides=overrides)
     run_dir = Path(config.run.out)
-    if resume is None and (run_dir / "config.toml").exists():
-        raise click.ClickException(f"{run_dir} already holds a run; pass --resume {run_dir} or another --out")
     trainer = Trainer(config, resume=resume is not None, progress=not no_progress)
     try:
         trainer.fit()
@@ -95,6 +93,8 @@ def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: 
 
     if num < 1:
         raise click.ClickException(f"-n must be positive, got {num}")
+    if output.is_dir():
+        raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'grid.png'}")
     name = pick_modality(run_dir, modality)
     generator, config = load_generator(run_dir, name)
     samples = sample(generator, name, config, num, seed)

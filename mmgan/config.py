@@ -167,6 +167,8 @@ def set_value(config: RunConfig, key: str, value: Any) -> None:
     section_name, sep, name = key.partition(".")
     if not sep or not name:
         raise ConfigError(f"config key {key!r} must look like section.key (e.g. train.steps)")
+    if (section_name, name) == ("run", "modalities"):
+        raise ConfigError("run.modalities is chosen with --plugin (or [run] modalities in a config file), not --set")
     section = config.section(section_name)
     types = _field_types(section)
     if name not in types:
@@ -191,6 +193,8 @@ def read_toml(path: str | Path) -> dict[str, dict[str, Any]]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     for name, section in data.items():
@@ -216,6 +220,8 @@ def modalities_in(data: Mapping[str, Mapping[str, Any]]) -> list[str]:
     mods = data.get("run", {}).get("modalities", [])
     if isinstance(mods, str):
         mods = [mods]
+    if not (isinstance(mods, list) and all(isinstance(m, str) for m in mods)):
+        raise ConfigError(f"[run] modalities must be a list of modality names, got {mods!r}")
     return list(mods)
 
 
@@ -239,8 +245,12 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"train.ema_rampup must be >= 0, got {t.ema_rampup}")
     if t.num_workers < 0:
         raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
-    if config.trunk.width < 1 or config.trunk.depth < 0 or config.trunk.kernel_size % 2 == 0:
-        raise ConfigError(f"trunk: width >= 1, depth >= 0 and an odd kernel_size are required, got {config.trunk}")
+    tr = config.trunk
+    if tr.width < 1 or tr.depth < 0 or tr.expansion < 1 or tr.kernel_size < 1 or tr.kernel_size % 2 == 0:
+        raise ConfigError(f"trunk: width >= 1, depth >= 0, expansion >= 1 and an odd kernel_size are required, "
+                          f"got {tr}")
+    if not 0 <= config.run.seed < 2**32:
+        raise ConfigError(f"run.seed must be in [0, 2**32), got {config.run.seed}")
     if not config.run.modalities:
         raise ConfigError("no modality to train: pass --plugin NAME")
     for name, section in config.modalities.items():
@@ -276,12 +286,20 @@ def to_toml(config: RunConfig) -> str:
 
 def section_from_dict(cls: type, values: Mapping[str, Any], origin: str) -> Any:
     """Build a config dataclass from a mapping (an export's JSON), with the same checks as TOML."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{origin}: expected a table of settings, got {type(values).__name__}")
     obj = cls()
     types = _field_types(obj)
     for name, value in values.items():
         if name not in types:
             raise ConfigError(f"{origin}: unknown key {name!r}; valid keys: {', '.join(sorted(types))}")
         setattr(obj, name, _coerce(f"{origin}: {name}", value, types[name]))
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
     return obj
 
 
@@ -301,6 +319,9 @@ def resolve(
     file_data: dict[str, dict[str, Any]] = {}
     origin = ""
     if resume_dir is not None:
+        if config_file is not None or out is not None:
+            raise ConfigError("--resume continues a run with its own config.toml and directory; "
+                              "leave out --config and --out (use --steps or --set to change it)")
         saved = Path(resume_dir) / "config.toml"
         if not saved.is_file():
             raise CheckpointError(f"run {resume_dir} has no config.toml: nothing to resume")
@@ -336,5 +357,7 @@ def resolve(
         config.run.out = str(out)
     elif not config.run.out:
         config.run.out = str(Path("runs") / f"{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if Path(config.run.out).exists() and not Path(config.run.out).is_dir():
+        raise ConfigError(f"run directory {config.run.out} exists and is not a directory")
     validate(config)
     return config

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from mmgan import __version__, checkpoint
 from mmgan.config import RunConfig, to_toml, validate
 from mmgan.data import EpochSampler, endless_batches, open_source
-from mmgan.errors import CheckpointError, PluginError
+from mmgan.errors import CheckpointError, DataError, PluginError
 from mmgan.files import atomic_path
 from mmgan.losses import LossContext
 from mmgan.plugins import get_adversarial_loss, get_modality, get_plugin_manager
@@ -81,6 +81,9 @@ class Trainer:
         self.config = config
         self.pm = pm or get_plugin_manager()
         self.run_dir = Path(config.run.out)
+        if not resume and (self.run_dir / "config.toml").exists():
+            raise CheckpointError(f"{self.run_dir} already holds a run; resume it (mmgan run --resume "
+                                  f"{self.run_dir}) or choose another --out")
         self.progress = progress
         t = config.train
         if AcceleratorState._shared_state:
@@ -106,6 +109,9 @@ class Trainer:
         for name in config.run.modalities:
             mcfg = config.modalities[name]
             dataset = open_source(self.pm, name, mcfg.data, mcfg, config.run.seed)
+            if len(dataset) < t.batch_size * self.accelerator.num_processes:
+                raise DataError(f"data source {mcfg.data!r} holds {len(dataset)} {name} samples, fewer than one "
+                                f"batch of {t.batch_size} per process; add data or lower --batch-size")
             sampler = EpochSampler(len(dataset), config.run.seed)
             loaders.append(DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
                                       num_workers=t.num_workers, persistent_workers=t.num_workers > 0))

@@ -26,7 +26,10 @@ hookimpl = pluggy.HookimplMarker("mmgan")
 
 @hookspec
 def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
-    """Called once when plugins load. Call ``register(Modality(...))`` for each modality the plugin adds."""
+    """Called whenever mmgan looks modalities up (often: keep it cheap, without side effects).
+
+    Call ``register(Modality(...))`` for each modality the plugin adds.
+    """
 
 
 @hookspec(firstresult=True)
@@ -53,7 +56,7 @@ def mmgan_build_discriminator(modality: str, config: Any) -> nn.Module | None:
 
 @hookspec
 def mmgan_register_losses(register: Callable[[str, AdversarialLoss], None]) -> None:
-    """Called once when plugins load. Call ``register(name, loss)`` for each adversarial loss offered.
+    """Called whenever mmgan looks losses up (keep it cheap). Call ``register(name, loss)`` for each loss.
 
     ``train.loss`` in the run config picks one by name; a duplicate name is an error.
     """

@@ -50,8 +50,9 @@ class LatentTrunk(nn.Module):
 
     def __init__(self, config: TrunkConfig, modalities: Sequence[str]) -> None:
         super().__init__()
-        if config.width < 1 or config.depth < 0 or config.kernel_size % 2 == 0:
-            raise ValueError(f"invalid trunk config {config}: width >= 1, depth >= 0, odd kernel_size")
+        if config.width < 1 or config.depth < 0 or config.expansion < 1 or config.kernel_size % 2 == 0:
+            raise ValueError(f"invalid trunk config {config}: width >= 1, depth >= 0, expansion >= 1, "
+                             "odd kernel_size")
         self.config = config
         self.blocks = nn.ModuleList(
             TrunkBlock(config.width, config.kernel_size, config.expansion) for _ in range(config.depth)

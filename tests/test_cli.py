@@ -90,22 +90,48 @@ def test_unreadable_images_are_skipped_then_all_unreadable_is_an_error(cli_run, 
 def test_bad_toml_unknown_key_unknown_plugin_and_loss(cli_run, tmp_path):
     toml = tmp_path / "bad.toml"
     toml.write_text("[train\n")
-    assert_one_line_error(cli_run("run", "--plugin", "image", "--config", toml), "bad.toml", "not valid TOML")
-    assert_one_line_error(cli_run("run", "--plugin", "image", "--set", "train.lrr=1"),
+    tiny = tiny_args(tmp_path / "never")
+    assert_one_line_error(cli_run("run", "--plugin", "image", *tiny, "--config", toml), "bad.toml", "not valid TOML")
+    assert_one_line_error(cli_run("run", "--plugin", "image", *tiny, "--config", tmp_path), "cannot be read")
+    toml.write_text("[run]\nmodalities = 5\n")
+    assert_one_line_error(cli_run("run", *tiny, "--config", toml), "modalities must be a list")
+    assert_one_line_error(cli_run("run", "--plugin", "image", *tiny, "--set", "train.lrr=1"),
                           "train.lrr", "valid keys in [train]", "lr_g")
+    assert_one_line_error(cli_run("run", "--plugin", "image", *tiny, "--set", "run.modalities=x"), "--plugin")
+    assert not (tmp_path / "never").exists()
     assert_one_line_error(cli_run("run", "--plugin", "video"), "'video'", "installed modalities: image")
     assert_one_line_error(cli_run("run", "--plugin", "image", *tiny_args(tmp_path / "r"), "--set", "train.loss=wgan"),
                           "'wgan'", "hinge", "lsgan", "nonsaturating")
 
 
 def test_non_positive_steps_and_batch_size(cli_run, tmp_path):
-    assert_one_line_error(cli_run("run", "--plugin", "image", "--steps", "0"), "train.steps must be positive")
-    assert_one_line_error(cli_run("run", "--plugin", "image", "--batch-size", "-1"),
-                          "train.batch_size must be positive")
+    def bad(*args):
+        return cli_run("run", "--plugin", "image", *tiny_args(tmp_path / "never"), *args)
+    assert_one_line_error(bad("--steps", "0"), "train.steps must be positive")
+    assert_one_line_error(bad("--batch-size", "-1"), "train.batch_size must be positive")
+    assert_one_line_error(bad("--seed", "-1"), "run.seed must be in [0, 2**32)")
+    assert_one_line_error(bad("--seed", str(2**33)), "run.seed must be in [0, 2**32)")
+    assert_one_line_error(bad("--set", "trunk.expansion=0"), "expansion >= 1")
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--out", tmp_path / "file"), "is not a directory")
+    assert not (tmp_path / "never").exists()
+
+
+def test_data_smaller_than_a_batch_leaves_nothing_behind(cli_run, tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i * 60, 0, 0)).save(folder / f"{i}.png")
+    run_dir = tmp_path / "run"
+    assert_one_line_error(cli_run("run", "--plugin", "image", "--data", folder, *tiny_args(run_dir)),
+                          "holds 3 image samples", "batch of 8")
+    assert not run_dir.exists()
+    assert cli_run("run", "--plugin", "image", "--data", folder, *tiny_args(run_dir, batch_size=2)).exit_code == 0
 
 
 def test_resume_without_checkpoint_and_existing_run(cli_run, tmp_path):
     assert_one_line_error(cli_run("run", "--resume", tmp_path / "none"), "has no config.toml")
+    assert_one_line_error(cli_run("run", "--resume", tmp_path, "--out", tmp_path / "x"), "leave out --config and --out")
     run_dir = tmp_path / "run"
     assert cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=1)).exit_code == 0
     before = (run_dir / "metrics.jsonl").read_bytes()
@@ -126,6 +152,12 @@ def test_corrupt_checkpoint_and_bad_generate_inputs(cli_run, tmp_path):
     assert_one_line_error(cli_run("run", "--resume", run_dir, "--steps", "2"), "step_000001 cannot be loaded")
     assert_one_line_error(cli_run("generate", tmp_path, "-o", tmp_path / "g.png"), "no exported generator")
     assert_one_line_error(cli_run("generate", run_dir, "-n", "0", "-o", tmp_path / "g.png"), "-n must be positive")
+    assert_one_line_error(cli_run("generate", run_dir, "-o", tmp_path), "is a directory")
+    assert_one_line_error(cli_run("generate", run_dir, "-o", tmp_path / "g.gif"), "g.gif", ".png, .jpg or .webp")
+    assert cli_run("generate", run_dir, "-n", "4", "-o", tmp_path / "g.jpg").exit_code == 0
+    with Image.open(tmp_path / "g.jpg") as img:
+        assert img.format == "JPEG"
     (run_dir / "export" / "image.safetensors").write_bytes(b"xx")
     assert_one_line_error(cli_run("generate", run_dir, "-o", tmp_path / "g.png"), "corrupt")
     assert not (tmp_path / "g.png").exists()
+    assert not list(tmp_path.glob(".g.*")), "no temporary file is left behind"

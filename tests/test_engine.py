@@ -10,7 +10,7 @@ from conftest import read_metrics
 from mmgan import checkpoint
 from mmgan.data import endless_batches
 from mmgan.engine import Trainer
-from mmgan.errors import CheckpointError
+from mmgan.errors import CheckpointError, ConfigError
 from mmgan.inference import load_generator, sample
 
 
@@ -56,16 +56,20 @@ def losses(run_dir):
 
 
 def test_resume_reproduces_an_unbroken_run(tiny_config, tmp_path):
-    # batch 16 of a 40-item set: 2 batches an epoch, so the resumed run crosses epochs mid-way too
+    # batch 16 of a 40-item set: 2 batches an epoch; resuming from step 3 starts mid-epoch (epoch 1,
+    # batch 1), so the skipped-batch path is compared with the unbroken run, and then crosses epochs
     extra = ("train.checkpoint_every=3", "train.sample_every=100")
     full = Trainer(tiny_config(tmp_path / "full", steps=8, extra=extra, batch_size=16), progress=False).fit()
 
     broken = tmp_path / "broken"
     Trainer(tiny_config(broken, steps=7, extra=extra, batch_size=16), progress=False).fit()
-    # simulate a kill after step 7: the final checkpoint never happened, step 6's is the latest
+    # simulate a kill after step 7 and losing the checkpoints of steps 6 and 7: step 3's is the latest
     shutil.rmtree(broken / "checkpoints" / "step_000007")
+    shutil.rmtree(broken / "checkpoints" / "step_000006")
     assert len(read_metrics(broken)) == 7
-    Trainer(tiny_config(broken, steps=8, extra=extra, batch_size=16), resume=True, progress=False).fit()
+    resumed = Trainer(tiny_config(broken, steps=8, extra=extra, batch_size=16), resume=True, progress=False)
+    assert resumed.step == 3
+    resumed.fit()
 
     expected, got = losses(full), losses(broken)
     assert [r["step"] for r in got] == list(range(1, 9))
@@ -180,3 +184,28 @@ def test_resume_after_a_crash_mid_log_line_and_past_the_end(tiny_config, tmp_pat
     assert Trainer(config, resume=True, progress=False).fit() == run  # already at step 3: nothing to do
     assert (run / "metrics.jsonl").read_bytes() == before
     assert "already at step 3" in caplog.text
+
+
+def test_a_finished_run_is_never_overwritten_through_the_api(tiny_config, tmp_path):
+    config = tiny_config(tmp_path / "run", steps=1)
+    Trainer(config, progress=False).fit()
+    before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        Trainer(config, progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before
+
+
+def test_damaged_progress_and_export_json_are_clear_errors(tiny_config, tmp_path):
+    config = tiny_config(tmp_path / "run", steps=1)
+    run = Trainer(config, progress=False).fit()
+    (checkpoint.latest_checkpoint(run) / checkpoint.PROGRESS_FILE).write_text("[1]")
+    with pytest.raises(CheckpointError, match="is corrupt"):
+        Trainer(config, resume=True, progress=False)
+    meta = run / "export" / "image.json"
+    good = json.loads(meta.read_text())
+    meta.write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_generator(run, "image")
+    meta.write_text(json.dumps({**good, "config": {**good["config"], "image_size": 48}}))
+    with pytest.raises(ConfigError, match="image.json: image_size must be 32 or 64"):
+        load_generator(run, "image")

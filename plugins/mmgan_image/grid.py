@@ -12,6 +12,8 @@ from PIL import Image
 
 from mmgan.files import atomic_path
 
+GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
     """Tile ``images`` (N, 3, H, W) or (N, 1, H, W) in [-1, 1] into one RGB or greyscale PIL image.
@@ -50,10 +52,16 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
 def save_grid(
     images: torch.Tensor, path: str | os.PathLike[str], nrow: int | None = None, padding: int = 2
 ) -> Path:
-    """Write ``make_grid(images, nrow, padding)`` to ``path`` as a PNG, atomically; parents are created."""
-    picture = make_grid(images, nrow=nrow, padding=padding)
+    """Write ``make_grid(images, nrow, padding)`` to ``path``, atomically; parents are created.
+
+    The format follows the suffix (png, jpg/jpeg, webp); any other suffix is a ValueError.
+    """
     target = Path(path)
+    fmt = GRID_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write a sample grid to {target}: use a .png, .jpg or .webp file name")
+    picture = make_grid(images, nrow=nrow, padding=padding)
     with atomic_path(target) as tmp:
-        # the temporary name has no .png suffix, so PIL cannot infer the format from it
-        picture.save(tmp, format="PNG")
+        # the temporary name has no image suffix, so PIL cannot infer the format from it
+        picture.save(tmp, format=fmt)
     return target

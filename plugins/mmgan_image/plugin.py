@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import mmgan
+from mmgan.errors import DataError
 from mmgan.modality import Modality, ModalityConfig
 from mmgan_image.datasets import open_image_source
 from mmgan_image.grid import save_grid
@@ -89,4 +90,7 @@ def mmgan_write_samples(
     if modality != NAME:
         return None
     path = Path(path)
-    return [save_grid(samples, path if path.suffix else path.with_suffix(".png"))]
+    try:
+        return [save_grid(samples, path if path.suffix else path.with_suffix(".png"))]
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
