@@ -94,7 +94,9 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=t.mixed_precision or None)
         set_seed(config.run.seed)
         self.modalities = {name: get_modality(name, self.pm) for name in config.run.modalities}
-        self.adversarial = get_adversarial_loss(t.loss, self.pm)
+        # each modality's adversarial loss: its own [<modality>] loss, else train.loss
+        self.adversarial = {name: get_adversarial_loss(config.modalities[name].loss or t.loss, self.pm)
+                            for name in config.run.modalities}
 
         generators = build_generators(self.pm, config)
         discriminators = build_discriminators(self.pm, config)
@@ -183,7 +185,7 @@ class Trainer:
             g_input = modality.make_input(real, mcfg, self.noise).to(real.device)
             fake = self.G(name, g_input)
             d_real, d_fake = self.D(name, real), self.D(name, fake.detach())
-            adv = self.adversarial.d_loss(d_real, d_fake)
+            adv = self.adversarial[name].d_loss(d_real, d_fake)
             ctx = LossContext(name, mcfg, self.step, real, fake.detach(), g_input, d_fake,
                               lambda x, name=name: self.D(name, x), d_real=d_real)
             terms = _loss_terms(self.pm.hook.mmgan_discriminator_loss_terms(ctx=ctx), name, "discriminator")
@@ -204,7 +206,7 @@ class Trainer:
             mcfg = self.config.modalities[name]
             real, fake, g_input = step_data[name]
             d_fake = d_plain(name, fake)
-            adv = self.adversarial.g_loss(d_fake)
+            adv = self.adversarial[name].g_loss(d_fake)
             ctx = LossContext(name, mcfg, self.step, real, fake, g_input, d_fake,
                               lambda x, name=name: d_plain(name, x))
             terms = _loss_terms(self.pm.hook.mmgan_generator_loss_terms(ctx=ctx), name, "generator")

@@ -12,9 +12,14 @@ import torch
 
 @dataclass
 class ModalityConfig:
-    """Fields every modality config has; plugins subclass this dataclass and add their own."""
+    """Fields every modality config has; plugins subclass this dataclass and add their own.
+
+    ``data`` is the source to train on; ``loss`` names this modality's adversarial loss (empty: the
+    run's ``train.loss``), so a multi-task run can train each modality with its paper's objective.
+    """
 
     data: str = ""
+    loss: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 
 from mmgan import config as cfg
@@ -79,6 +81,7 @@ def test_no_modality_is_an_error():
 
 
 def test_modalities_suggesting_different_train_defaults(caplog):
+    caplog.set_level(logging.INFO, logger="mmgan")
     from mmgan.modality import Modality, ModalityConfig
 
     def make(name, **defaults):

@@ -1,6 +1,7 @@
 """The training loop: D frozen in the G step, EMA, exact resume, atomic checkpoints, export."""
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -173,6 +174,7 @@ def test_trunk_depth_zero_is_the_papers_network(tiny_config, tmp_path):
 
 
 def test_resume_after_a_crash_mid_log_line_and_past_the_end(tiny_config, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mmgan")
     config = tiny_config(tmp_path / "run", steps=2)
     run = Trainer(config, progress=False).fit()
     with (run / "metrics.jsonl").open("a") as f:
@@ -209,3 +211,14 @@ def test_damaged_progress_and_export_json_are_clear_errors(tiny_config, tmp_path
     meta.write_text(json.dumps({**good, "config": {**good["config"], "image_size": 48}}))
     with pytest.raises(ConfigError, match="image.json: image_size must be 32 or 64"):
         load_generator(run, "image")
+
+
+def test_a_modality_can_choose_its_own_adversarial_loss(tiny_config, tmp_path):
+    from mmgan.losses import HingeLoss, NonSaturatingLoss
+
+    trainer = Trainer(tiny_config(tmp_path / "a", extra=("image.loss=hinge",)), progress=False)
+    assert isinstance(trainer.adversarial["image"], HingeLoss)
+    trainer = Trainer(tiny_config(tmp_path / "b"), progress=False)
+    assert isinstance(trainer.adversarial["image"], NonSaturatingLoss)
+    with pytest.raises(Exception, match="unknown adversarial loss 'wgan'"):
+        Trainer(tiny_config(tmp_path / "c", extra=("image.loss=wgan",)), progress=False)
