@@ -45,14 +45,17 @@ def cli(verbose: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN", help="Continue RUN from its last checkpoint.")
+@click.option("--init-trunk", type=click.Path(path_type=Path), metavar="RUN",
+              help="Start from RUN's trained trunk (run.init_trunk).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batch_size: int | None,
         out: Path | None, seed: int | None, config_file: Path | None, overrides: tuple[str, ...],
-        resume: Path | None, no_progress: bool) -> None:
+        resume: Path | None, init_trunk: Path | None, no_progress: bool) -> None:
     """Train a GAN for one or more modalities (e.g. `mmgan run --plugin image`)."""
     from mmgan import config as cfg
     from mmgan.engine import Trainer
 
+    overrides = (*overrides, f"run.init_trunk={init_trunk}") if init_trunk is not None else overrides
     config = cfg.resolve(get_modality, plugins=plugins, config_file=config_file, resume_dir=resume, data=data,
                          steps=steps, batch_size=batch_size, seed=seed, out=out, overrides=overrides)
     run_dir = Path(config.run.out)

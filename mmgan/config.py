@@ -38,6 +38,8 @@ class RunSection:
     modalities: list[str] = field(default_factory=list)
     out: str = ""
     seed: int = 0
+    # another run whose exported trunk initialises this run's (transfer between modalities)
+    init_trunk: str = ""
 
 
 @dataclass

@@ -99,6 +99,8 @@ class Trainer:
                             for name in config.run.modalities}
 
         generators = build_generators(self.pm, config)
+        if config.run.init_trunk and not resume:
+            load_trunk(generators.trunk, Path(config.run.init_trunk))
         discriminators = build_discriminators(self.pm, config)
         if t.channels_last:
             generators = generators.to(memory_format=torch.channels_last)
@@ -319,6 +321,32 @@ class Trainer:
         if bad:
             log.warning("step %d: non-finite losses %s; lower the learning rate or try train.loss=hinge",
                         self.step, ", ".join(bad))
+
+
+def load_trunk(trunk: LatentTrunk, run_dir: Path) -> None:
+    """Initialise ``trunk`` from another run's exported generator: its blocks, and the FiLM of every
+    modality both runs have (a new modality keeps its identity FiLM)."""
+    found = checkpoint.exported_modalities(run_dir)
+    if not found:
+        raise CheckpointError(f"--init-trunk {run_dir}: no exported generator there (expected export/*.safetensors)")
+    state, meta = checkpoint.read_export(run_dir, found[0])
+    theirs = meta.get("trunk", {})
+    ours = asdict(trunk.config)
+    if any(theirs.get(key) != value for key, value in ours.items()):
+        raise CheckpointError(f"--init-trunk {run_dir}: its trunk {theirs} does not fit this run's trunk {ours}; "
+                              "set the same [trunk] values")
+    for name in found[1:]:
+        state.update(checkpoint.read_export(run_dir, name)[0])
+    weights = {key[len("trunk."):]: value for key, value in state.items() if key.startswith("trunk.")}
+    weights = {key: value for key, value in weights.items()
+               if not key.startswith("film.") or key[len("film."):] in trunk.film}
+    try:
+        missing, _ = trunk.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"--init-trunk {run_dir}: {str(exc).splitlines()[0]}") from None
+    if any(not key.startswith("film.") for key in missing):
+        raise CheckpointError(f"--init-trunk {run_dir}: the export lacks trunk weights {sorted(missing)[:3]}")
+    log.info("trunk initialised from %s (modalities %s)", run_dir, ", ".join(found))
 
 
 def _logged_step(line: str) -> float:
