@@ -160,11 +160,16 @@ def _log_mel(wave: torch.Tensor, config: MelConfig, basis: torch.Tensor, window:
                          f"got {batch.shape[-1]}")
     # F.pad's reflect mode wants a channel dimension: (B, 1, T)
     padded = nn.functional.pad(batch.unsqueeze(1), (config.padding, config.padding), mode="reflect").squeeze(1)
+    mel = _log_mel_of_padded(padded, config, basis, window)
+    return mel.squeeze(0) if single else mel
+
+
+def _log_mel_of_padded(padded: torch.Tensor, config: MelConfig, basis: torch.Tensor,
+                       window: torch.Tensor) -> torch.Tensor:
     spec = torch.stft(padded, n_fft=config.n_fft, hop_length=config.hop_length, win_length=config.win_length,
                       window=window, center=False, normalized=False, onesided=True, return_complex=True)
     magnitude = torch.sqrt(torch.view_as_real(spec).pow(2).sum(-1) + config.magnitude_eps)
-    mel = torch.log(torch.clamp(torch.matmul(basis, magnitude), min=config.log_clamp))
-    return mel.squeeze(0) if single else mel
+    return torch.log(torch.clamp(torch.matmul(basis, magnitude), min=config.log_clamp))
 
 
 def mel_spectrogram(wave: torch.Tensor, config: MelConfig = MelConfig()) -> torch.Tensor:
@@ -200,3 +205,25 @@ class MelSpectrogram(nn.Module):
         c = self.config
         return (f"sample_rate={c.sample_rate}, n_fft={c.n_fft}, hop_length={c.hop_length}, "
                 f"win_length={c.win_length}, n_mels={c.n_mels}, fmin={c.fmin}, fmax={c.fmax}")
+
+
+def mel_spectrogram_long(wave: torch.Tensor, config: MelConfig = MelConfig(),
+                         frames_per_chunk: int = 4096) -> torch.Tensor:
+    """The same log-mel as ``mel_spectrogram`` of a long (T,) wave, computed chunk by chunk.
+
+    The STFT of an hour of audio at once needs gigabytes; here each chunk of frames is computed from its
+    own slice of the (once) reflect-padded wave, so memory stays a few chunks and the result is identical.
+    """
+    if wave.dim() != 1:
+        raise ValueError(f"mel_spectrogram_long expects a (T,) wave, got {tuple(wave.shape)}")
+    if wave.shape[-1] <= config.padding:
+        raise ValueError(f"mel_spectrogram needs more than {config.padding} samples, got {wave.shape[-1]}")
+    basis, window = _cached_basis(config, wave.device, wave.dtype)
+    padded = nn.functional.pad(wave.view(1, 1, -1), (config.padding, config.padding), mode="reflect").view(-1)
+    frames = wave.shape[-1] // config.hop_length
+    chunks = []
+    for start in range(0, frames, frames_per_chunk):
+        stop = min(frames, start + frames_per_chunk)
+        piece = padded[start * config.hop_length: (stop - 1) * config.hop_length + config.n_fft]
+        chunks.append(_log_mel_of_padded(piece.unsqueeze(0), config, basis, window)[0])
+    return torch.cat(chunks, dim=-1)

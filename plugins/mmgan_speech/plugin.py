@@ -1,0 +1,143 @@
+"""The ``speech`` modality: a MelGAN vocoder (log-mel in, waveform out) through mmgan's hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import torch
+from torch import nn
+
+import mmgan
+from mmgan.losses import LossContext
+from mmgan.modality import Modality, ModalityConfig
+from mmgan_speech.datasets import open_speech_source
+from mmgan_speech.losses import mel_l1, multi_resolution_stft
+from mmgan_speech.mel import MelConfig, mel_spectrogram
+from mmgan_speech.networks import MelGANHead, MelStem, MultiScaleDiscriminator, feature_matching_loss
+from mmgan_speech.samples import write_speech_samples
+
+NAME = "speech"
+MEL = MelConfig()
+
+
+@dataclass
+class SpeechConfig(ModalityConfig):
+    """MelGAN (Kumar et al. 2019) with HiFi-GAN's mel loss (weight 45).
+
+    Feature matching is the mean L1 over all (scale, layer) pairs with weight 10; MelGAN's own code weights
+    each layer 0.8/3, i.e. 1.6x this mean (see ``networks.feature_matching_loss``).
+    """
+
+    data: str = "builtin:speech"
+    loss: str = "hinge"
+    segment_length: int = 8192
+    ngf: int = 32
+    ndf: int = 16
+    disc_channels: int = 1024
+    feature_matching_weight: float = 10.0
+    mel_weight: float = 45.0
+    stft_weight: float = 0.0
+    short_clips: str = "pad"
+
+    def validate(self) -> None:
+        if self.segment_length < 4 * MEL.hop_length or self.segment_length % MEL.hop_length:
+            raise ValueError(f"segment_length must be a multiple of {MEL.hop_length} and at least "
+                             f"{4 * MEL.hop_length}, got {self.segment_length}")
+        for name in ("ngf", "ndf", "disc_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("feature_matching_weight", "mel_weight", "stft_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.short_clips not in ("pad", "skip"):
+            raise ValueError(f"short_clips must be pad or skip, got {self.short_clips!r}")
+
+
+def log_mel(real: torch.Tensor, config: SpeechConfig, generator: torch.Generator) -> torch.Tensor:
+    """The generator's input: the log-mel (B, 80, frames) of the real waveforms (B, 1, T)."""
+    return mel_spectrogram(real.reshape(real.shape[0], -1).float(), MEL)
+
+
+@mmgan.hookimpl
+def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
+    register(Modality(
+        name=NAME,
+        config_class=SpeechConfig,
+        make_input=log_mel,
+        sample_input=None,  # conditional: `mmgan vocode` gives it a wav or a mel
+        description="MelGAN vocoder (Kumar et al. 2019): 22.05 kHz log-mel in, waveform out",
+        # MelGAN's optimiser and batch
+        train_defaults={"batch_size": 16, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.5, "beta2": 0.9},
+    ))
+
+
+@mmgan.hookimpl
+def mmgan_build_generator(modality: str, config: SpeechConfig, width: int) -> tuple[nn.Module, nn.Module] | None:
+    if modality != NAME:
+        return None
+    return MelStem(MEL.n_mels, width), MelGANHead(width, ngf=config.ngf)
+
+
+@mmgan.hookimpl
+def mmgan_build_discriminator(modality: str, config: SpeechConfig) -> nn.Module | None:
+    if modality != NAME:
+        return None
+    return MultiScaleDiscriminator(ndf=config.ndf, max_channels=config.disc_channels)
+
+
+@mmgan.hookimpl
+def mmgan_read_data(modality: str, source: str, config: SpeechConfig, seed: int) -> torch.utils.data.Dataset | None:
+    if modality != NAME:
+        return None
+    return open_speech_source(source, config.segment_length, MEL.sample_rate, seed, config.short_clips)
+
+
+@mmgan.hookimpl
+def mmgan_generator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
+    if ctx.modality != NAME:
+        return None
+    cfg: SpeechConfig = ctx.config
+    terms = {}
+    if cfg.feature_matching_weight:
+        terms["fm"] = cfg.feature_matching_weight * feature_matching_loss(ctx.d_real, ctx.d_fake)
+    if cfg.mel_weight:
+        terms["mel"] = cfg.mel_weight * mel_l1(ctx.fake, ctx.real, MEL)
+    if cfg.stft_weight:
+        terms["stft"] = cfg.stft_weight * multi_resolution_stft(ctx.fake, ctx.real)
+    return terms
+
+
+@mmgan.hookimpl
+def mmgan_write_samples(
+    modality: str, samples: torch.Tensor, path: Path, config: SpeechConfig, real: torch.Tensor | None
+) -> list[Path] | None:
+    if modality != NAME:
+        return None
+    return write_speech_samples(samples, Path(path), real, config=MEL)
+
+
+@mmgan.hookimpl
+def mmgan_register_commands(cli: click.Group) -> None:
+    @cli.command("vocode")
+    @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+    @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
+    @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .wav file.")
+    @click.option("--chunk-frames", type=int, default=1024, show_default=True, help="Mel frames per chunk.")
+    def vocode_command(run_dir: Path, source: Path, output: Path, chunk_frames: int) -> None:
+        """Waveform from INPUT (a .wav: copy synthesis; a .npy log-mel (80, frames)) with RUN's vocoder."""
+        from mmgan.inference import load_generator, pick_modality
+        from mmgan_speech.audio import write_wav
+        from mmgan_speech.networks import remove_weight_norm
+        from mmgan_speech.vocode import read_mel_input, vocode
+
+        if chunk_frames < 1:
+            raise click.ClickException(f"--chunk-frames must be positive, got {chunk_frames}")
+        generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME))
+        remove_weight_norm(generator)
+        mel = read_mel_input(source)
+        wave = vocode(generator, mel, chunk_frames=chunk_frames, progress=True)
+        write_wav(output, wave.numpy(), MEL.sample_rate)
+        click.echo(f"wrote {output} ({wave.shape[-1] / MEL.sample_rate:.2f} s)")

@@ -1,0 +1,123 @@
+"""The speech plugin end to end: training steps, samples, vocode (chunked == unchunked), multi-task."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, TINY_CORE, assert_one_line_error, read_metrics
+
+from mmgan import config as cfg
+from mmgan.engine import Trainer
+from mmgan.inference import load_generator
+from mmgan.plugins import get_modality
+from mmgan_speech.audio import read_wav, write_wav
+from mmgan_speech.networks import remove_weight_norm
+from mmgan_speech.vocode import read_mel_input, vocode
+
+# MelGAN's real layers, narrowed for a CPU test: 2048-sample segments = 8 mel frames
+SPEECH_TINY = ["speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32"]
+
+
+def speech_args(out, steps=2, extra=()):
+    args = ["--out", str(out), "--steps", str(steps), "--batch-size", "2", "--no-progress"]
+    for item in (*TINY_CORE, *SPEECH_TINY, *extra):
+        args += ["--set", item]
+    return args
+
+
+@pytest.fixture(scope="module")
+def speech_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("speech") / "run"
+    config = cfg.resolve(get_modality, plugins=["speech"], out=run, steps=3, batch_size=2,
+                         overrides=[*TINY_CORE, *SPEECH_TINY, "train.sample_every=3", "speech.stft_weight=1"])
+    Trainer(config, progress=False).fit()
+    return run
+
+
+def test_speech_trains_with_its_loss_terms_and_writes_samples(speech_run):
+    record = read_metrics(speech_run)[-1]
+    for key in ("speech/d/adv", "speech/g/adv", "speech/g/fm", "speech/g/mel", "speech/g/stft"):
+        assert np.isfinite(record[key]), (key, record)
+    assert min(record["speech/g/fm"], record["speech/g/mel"], record["speech/g/stft"]) > 0
+    samples = speech_run / "samples" / "speech"
+    wav, png = samples / "step_000003.wav", samples / "step_000003.png"
+    assert png.is_file()
+    clips = read_wav(wav)
+    assert len(clips) > 2 * 2048  # the clips, joined with gaps
+
+
+def test_vocode_wav_and_mel_round_trip(speech_run, tmp_path, cli_run):
+    wave = 0.5 * np.sin(2 * np.pi * 220 * np.arange(256 * 40) / 22050).astype(np.float32)
+    write_wav(tmp_path / "in.wav", wave, 22050)
+    result = cli_run("vocode", speech_run, tmp_path / "in.wav", "-o", tmp_path / "out.wav")
+    assert result.exit_code == 0, result.output
+    assert len(read_wav(tmp_path / "out.wav")) == 256 * 40
+
+    mel = read_mel_input(tmp_path / "in.wav").numpy()
+    assert mel.shape == (80, 40)
+    np.save(tmp_path / "mel.npy", mel)
+    result = cli_run("vocode", speech_run, tmp_path / "mel.npy", "-o", tmp_path / "out2.wav")
+    assert result.exit_code == 0, result.output
+    assert np.allclose(read_wav(tmp_path / "out2.wav"), read_wav(tmp_path / "out.wav"), atol=2e-4)
+
+
+def test_chunked_vocoding_equals_unchunked(speech_run):
+    generator, _ = load_generator(speech_run, "speech")
+    remove_weight_norm(generator)
+    mel = torch.randn(80, 300) - 5
+    whole = vocode(generator, mel, chunk_frames=10_000)
+    for chunk in (7, 64, 299):
+        assert torch.allclose(vocode(generator, mel, chunk_frames=chunk), whole, atol=1e-5), chunk
+
+
+def test_bad_vocode_inputs(speech_run, tmp_path, cli_run):
+    np.save(tmp_path / "wrong.npy", np.zeros((40, 80), np.float32))
+    assert_one_line_error(cli_run("vocode", speech_run, tmp_path / "wrong.npy", "-o", tmp_path / "o.wav"),
+                          "wrong.npy", "(80, frames)")
+    np.save(tmp_path / "ints.npy", np.zeros((80, 10), np.int64))
+    assert_one_line_error(cli_run("vocode", speech_run, tmp_path / "ints.npy", "-o", tmp_path / "o.wav"),
+                          "float array")
+    (tmp_path / "text.wav").write_text("not audio")
+    assert_one_line_error(cli_run("vocode", speech_run, tmp_path / "text.wav", "-o", tmp_path / "o.wav"), "text.wav")
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_multi_task_shares_one_trunk_that_learns_from_both(tmp_path):
+    config = cfg.resolve(get_modality, plugins=["image", "speech"], out=tmp_path / "mt", steps=2, batch_size=2,
+                         overrides=[*TINY, *SPEECH_TINY])
+    trainer = Trainer(config, progress=False)
+    generators = trainer.accelerator.unwrap_model(trainer.G)
+    assert generators.stems.keys() == {"image", "speech"}
+    trunk_params = list(generators.trunk.parameters())
+    for name, dataset in trainer.datasets.items():
+        modality = trainer.modalities[name]
+        real = torch.stack([dataset[0], dataset[1]])
+        generators.zero_grad()
+        fake = generators(name, modality.make_input(real, config.modalities[name], torch.Generator()))
+        fake.square().mean().backward()
+        grads = [p.grad for p in trunk_params if p.grad is not None and p.grad.abs().sum() > 0]
+        assert grads, f"the trunk received no gradient from {name}"
+    trainer.fit()
+    keys = set(read_metrics(tmp_path / "mt")[-1])
+    assert {"image/g/adv", "speech/g/adv", "speech/g/mel"} <= keys
+
+
+def test_init_trunk_seeds_speech_from_an_image_run(tmp_path, cli_run):
+    image_run = tmp_path / "img"
+    config = cfg.resolve(get_modality, plugins=["image"], out=image_run, steps=2, batch_size=4, overrides=TINY)
+    Trainer(config, progress=False).fit()
+    image_trunk = load_generator(image_run, "image")[0].trunk
+
+    config = cfg.resolve(get_modality, plugins=["speech"], out=tmp_path / "sp", steps=1, batch_size=2,
+                         overrides=[*TINY_CORE, *SPEECH_TINY, f"run.init_trunk={image_run}"])
+    trainer = Trainer(config, progress=False)
+    trunk = trainer.accelerator.unwrap_model(trainer.G).trunk
+    for (key, ours), (_, theirs) in zip(trunk.blocks.state_dict().items(), image_trunk.blocks.state_dict().items(),
+                                        strict=True):
+        assert torch.equal(ours, theirs), key
+    assert not trunk.film["speech"].any(), "a modality the image run did not have keeps the identity FiLM"
+
+    result = cli_run("run", "--plugin", "speech", *speech_args(tmp_path / "bad", extra=("trunk.width=48",)),
+                     "--init-trunk", image_run)
+    assert_one_line_error(result, "does not fit this run's trunk")
+    assert_one_line_error(cli_run("run", "--plugin", "speech", *speech_args(tmp_path / "bad2"),
+                                  "--init-trunk", tmp_path), "no exported generator")
