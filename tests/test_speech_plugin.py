@@ -121,3 +121,20 @@ def test_init_trunk_seeds_speech_from_an_image_run(tmp_path, cli_run):
     assert_one_line_error(result, "does not fit this run's trunk")
     assert_one_line_error(cli_run("run", "--plugin", "speech", *speech_args(tmp_path / "bad2"),
                                   "--init-trunk", tmp_path), "no exported generator")
+
+
+def test_speech_run_from_the_command_line_on_a_wav_folder(tmp_path, cli_run):
+    folder = tmp_path / "LJSpeech-1.1"
+    (folder / "wavs").mkdir(parents=True)
+    t = np.arange(22050) / 22050
+    for i in range(3):
+        write_wav(folder / "wavs" / f"LJ001-000{i}.wav", 0.5 * np.sin(2 * np.pi * (150 + 50 * i) * t), 22050)
+    (folder / "metadata.csv").write_text("".join(f"LJ001-000{i}|text|text\n" for i in range(3)))
+    run = tmp_path / "run"
+    result = cli_run("run", "--plugin", "speech", "--data", folder, *speech_args(run, steps=2))
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]
+    assert (run / "export" / "speech.safetensors").is_file()
+    (folder / "wavs").rename(folder / "elsewhere")
+    assert_one_line_error(cli_run("run", "--plugin", "speech", "--data", folder, *speech_args(tmp_path / "r2")),
+                          "wavs")
