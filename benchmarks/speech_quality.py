@@ -25,6 +25,7 @@ from mmgan_speech.datasets import SpeechLikeDataset
 from mmgan_speech.losses import mel_l1
 from mmgan_speech.mel import mel_spectrogram
 from mmgan_speech.networks import remove_weight_norm
+from mmgan_speech.samples import mel_image
 from mmgan_speech.vocode import vocode
 
 
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0, help="run.seed of the run (the untrained init)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--png", type=Path, help="write clip 0's log-mels here: original, trained, untrained")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     get_modality("speech")
@@ -60,8 +62,12 @@ def main() -> None:
         clip = data.clip(i, args.seconds).reshape(-1)
         clip = clip[: clip.shape[-1] // 256 * 256]
         mel = mel_spectrogram(clip)
-        for name, g in (("trained", trained), ("untrained", untrained)):
-            scores[name].append(mel_l1(vocode(g, mel), clip).item())
+        outputs = {name: vocode(g, mel) for name, g in (("trained", trained), ("untrained", untrained))}
+        for name, wave in outputs.items():
+            scores[name].append(mel_l1(wave, clip).item())
+        if i == 0 and args.png is not None:
+            rows = [[mel], [mel_spectrogram(outputs["trained"])], [mel_spectrogram(outputs["untrained"])]]
+            mel_image(rows, scale=2).save(args.png)
     print(f"# {time.strftime('%Y-%m-%d')} {platform.platform()} torch {torch.__version__}, {args.threads} threads")
     print(f"# run {args.run}, {args.clips} held-out clips of {args.seconds} s (builtin:speech, seed 1)")
     print("| generator | log-mel L1 (mean) | min | max |")

@@ -26,23 +26,30 @@ def colorize(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return ((1 - frac) * _ANCHORS[i] + frac * _ANCHORS[i + 1]).round().astype(np.uint8)
 
 
-def mel_image(rows: list[torch.Tensor], scale: int = 2) -> Image.Image:
-    """Log-mels (n_mels, frames) stacked top to bottom, low frequencies at the bottom of each."""
-    low = min(float(r.min()) for r in rows)
-    high = max(float(r.max()) for r in rows)
-    width = max(r.shape[-1] for r in rows)
-    blocks = []
-    for r in rows:
-        block = np.full((r.shape[0], width), low)
-        block[:, : r.shape[-1]] = r.flip(0).numpy()
-        blocks += [colorize(block, low, high), np.full((2, width, 3), 255, np.uint8)]
-    picture = Image.fromarray(np.concatenate(blocks[:-1]))
+def mel_image(rows: list[list[torch.Tensor]], scale: int = 3) -> Image.Image:
+    """Log-mels (n_mels, frames) laid out in rows (real beside generated), low frequencies at the bottom."""
+    flat = [m for row in rows for m in row]
+    low, high = min(float(m.min()) for m in flat), max(float(m.max()) for m in flat)
+    n_mels, width = flat[0].shape[0], max(m.shape[-1] for m in flat)
+    sep = np.full((n_mels, 2, 3), 255, np.uint8)
+    lines = []
+    for row in rows:
+        cells = []
+        for m in row:
+            cell = np.full((n_mels, width), low)
+            cell[:, : m.shape[-1]] = m.flip(0).numpy()
+            cells += [colorize(cell, low, high), sep]
+        lines += [np.concatenate(cells[:-1], axis=1), None]
+    total = max(line.shape[1] for line in lines if line is not None)
+    blocks = [line if line is not None else np.full((2, total, 3), 255, np.uint8) for line in lines[:-1]]
+    picture = Image.fromarray(np.concatenate(blocks))
     return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
 
 
 def write_speech_samples(samples: torch.Tensor, path: Path, real: torch.Tensor | None, count: int = 4,
                          config: MelConfig = MEL) -> list[Path]:
-    """``<path>.wav``: the first ``count`` clips with short gaps; ``<path>.png``: real over generated mels."""
+    """``<path>.wav``: the first ``count`` clips with short gaps; ``<path>.png``: each clip's real log-mel
+    (left) beside the generated one (right), one clip per row."""
     path = Path(path)
     stem = path.with_suffix("") if path.suffix.lower() in (".wav", ".png") else path
     clips = samples[:count].reshape(min(count, len(samples)), -1).float()
@@ -52,9 +59,8 @@ def write_speech_samples(samples: torch.Tensor, path: Path, real: torch.Tensor |
     write_wav(wav, joined.numpy(), config.sample_rate)
     rows = []
     for i, clip in enumerate(clips):
-        if real is not None and i < len(real):
-            rows.append(mel_spectrogram(real[i].reshape(-1).float(), config))
-        rows.append(mel_spectrogram(clip, config))
+        row = [mel_spectrogram(real[i].reshape(-1).float(), config)] if real is not None and i < len(real) else []
+        rows.append([*row, mel_spectrogram(clip, config)])
     png = stem.with_suffix(".png")
     with atomic_path(png) as tmp:
         mel_image(rows).save(tmp, format="PNG")
