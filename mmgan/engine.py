@@ -81,7 +81,7 @@ class Trainer:
         self.config = config
         self.pm = pm or get_plugin_manager()
         self.run_dir = Path(config.run.out)
-        if not resume and (self.run_dir / "config.toml").exists():
+        if not resume and ((self.run_dir / "metrics.jsonl").exists() or checkpoint.checkpoint_dirs(self.run_dir)):
             raise CheckpointError(f"{self.run_dir} already holds a run; resume it (mmgan run --resume "
                                   f"{self.run_dir}) or choose another --out")
         self.progress = progress

@@ -222,3 +222,11 @@ def test_a_modality_can_choose_its_own_adversarial_loss(tiny_config, tmp_path):
     assert isinstance(trainer.adversarial["image"], NonSaturatingLoss)
     with pytest.raises(Exception, match="unknown adversarial loss 'wgan'"):
         Trainer(tiny_config(tmp_path / "c", extra=("image.loss=wgan",)), progress=False)
+
+
+def test_a_run_that_died_before_its_first_log_can_be_started_again(tiny_config, tmp_path):
+    config = tiny_config(tmp_path / "run", steps=1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.toml").write_text("# written, then the first step crashed\n")
+    Trainer(config, progress=False).fit()
+    assert read_metrics(tmp_path / "run")[-1]["step"] == 1

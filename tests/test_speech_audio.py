@@ -246,3 +246,12 @@ def test_read_wav_output_is_in_range_for_full_scale_input(tmp_path):
     scipy.io.wavfile.write(path, 16000, np.where(np.arange(16000) % 40 < 20, 32767, -32768).astype(np.int16))
     got = read_wav(path)
     assert got.min() >= -1.0 and got.max() <= 1.0 and math.isclose(len(got), SR, abs_tol=1)
+
+
+def test_absurd_header_sample_rate_is_refused(tmp_path):
+    import scipy.io.wavfile
+
+    path = tmp_path / "one_hz.wav"
+    scipy.io.wavfile.write(path, 1, np.zeros(500, np.int16) + 100)
+    with pytest.raises(DataError, match="one_hz.wav: WAV header gives sample rate 1 Hz"):
+        read_wav(path)

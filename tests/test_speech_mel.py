@@ -136,3 +136,12 @@ def test_module_has_empty_state_dict_and_follows_dtype():
 def test_invalid_config_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="mel"):
         MelConfig(**bad)
+
+
+def test_long_mel_in_chunks_equals_the_whole_mel():
+    from mmgan_speech.mel import mel_spectrogram_long
+
+    wave = torch.randn(256 * 1000 + 17, generator=torch.Generator().manual_seed(0)) * 0.1
+    whole = mel_spectrogram(wave)
+    for chunk in (1, 97, 5000):
+        torch.testing.assert_close(mel_spectrogram_long(wave, frames_per_chunk=chunk), whole, rtol=0, atol=1e-5)

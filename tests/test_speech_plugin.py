@@ -138,3 +138,27 @@ def test_speech_run_from_the_command_line_on_a_wav_folder(tmp_path, cli_run):
     (folder / "wavs").rename(folder / "elsewhere")
     assert_one_line_error(cli_run("run", "--plugin", "speech", "--data", folder, *speech_args(tmp_path / "r2")),
                           "wavs")
+
+
+def test_more_bad_speech_input_is_one_line(speech_run, tmp_path, cli_run):
+    assert_one_line_error(cli_run("run", "--plugin", "speech", *speech_args(tmp_path / "r1", extra=("speech.ndf=3",))),
+                          "[speech] ndf=3")
+    assert_one_line_error(cli_run("run", "--plugin", "speech", *speech_args(
+        tmp_path / "r2", extra=("speech.segment_length=1024", "speech.stft_weight=1"))), "stft_weight > 0 needs")
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+    (tmp_path / "empty.npy").write_bytes(b"")
+    assert_one_line_error(cli_run("vocode", speech_run, tmp_path / "empty.npy", "-o", tmp_path / "o.wav"), "empty.npy")
+    np.save(tmp_path / "mel.npy", np.full((80, 4), -5.0, np.float32))
+    assert_one_line_error(cli_run("vocode", speech_run, tmp_path / "mel.npy", "-o", tmp_path), "is a directory")
+
+
+def test_trunk_learns_from_each_modality_inside_the_training_loop(tmp_path):
+    # FiLM[m] only sees modality m's loss; the trunk's zero-initialised output layer moves in step 1,
+    # after which each modality's FiLM gets gradients only if that modality's loss reaches the trunk
+    config = cfg.resolve(get_modality, plugins=["image", "speech"], out=tmp_path / "mt", steps=3, batch_size=2,
+                         overrides=[*TINY, *SPEECH_TINY])
+    trainer = Trainer(config, progress=False)
+    film = trainer.accelerator.unwrap_model(trainer.G).trunk.film
+    trainer.fit()
+    for name in ("image", "speech"):
+        assert film[name].abs().sum() > 0, name

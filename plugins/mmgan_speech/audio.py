@@ -32,6 +32,8 @@ __all__ = ["is_silent", "peak_normalize", "read_wav", "write_wav"]
 _EXPECTED = "expected a PCM (8/16/24/32-bit) or float WAV file"
 
 
+MIN_RATE, MAX_RATE = 4_000, 384_000
+
 def _load(path: Path) -> tuple[int, np.ndarray]:
     """scipy's read, with every failure (and its truncation warning) turned into one DataError line."""
     with warnings.catch_warnings(record=True) as caught:
@@ -87,8 +89,9 @@ def read_wav(path: str | os.PathLike[str], sample_rate: int = 22050) -> np.ndarr
     rate, data = _load(path)
     if data.size == 0:
         raise DataError(f"{path}: WAV file holds no samples; expected a non-empty clip")
-    if rate <= 0:
-        raise DataError(f"{path}: WAV header gives sample rate {rate}; expected a positive rate")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        # a corrupt header's rate would make resampling blow one clip up to hours of audio
+        raise DataError(f"{path}: WAV header gives sample rate {rate} Hz; expected {MIN_RATE} to {MAX_RATE} Hz")
     samples = _to_float(data, path)
     if samples.ndim == 2:
         samples = samples.mean(axis=1)

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 import mmgan
+from mmgan.errors import ConfigError
 from mmgan.losses import LossContext
 from mmgan.modality import Modality, ModalityConfig
 from mmgan_speech.datasets import open_speech_source
-from mmgan_speech.losses import mel_l1, multi_resolution_stft
+from mmgan_speech.losses import STFT_RESOLUTIONS, mel_l1, multi_resolution_stft
 from mmgan_speech.mel import MelConfig, mel_spectrogram
 from mmgan_speech.networks import MelGANHead, MelStem, MultiScaleDiscriminator, feature_matching_loss
 from mmgan_speech.samples import write_speech_samples
@@ -52,6 +53,10 @@ class SpeechConfig(ModalityConfig):
         for name in ("feature_matching_weight", "mel_weight", "stft_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        longest = max(n_fft for n_fft, _, _ in STFT_RESOLUTIONS)
+        if self.stft_weight and self.segment_length <= longest // 2:
+            raise ValueError(f"stft_weight > 0 needs segment_length above {longest // 2} (the largest STFT "
+                             f"resolution's padding), got {self.segment_length}")
         if self.short_clips not in ("pad", "skip"):
             raise ValueError(f"short_clips must be pad or skip, got {self.short_clips!r}")
 
@@ -86,7 +91,10 @@ def mmgan_build_generator(modality: str, config: SpeechConfig, width: int) -> tu
 def mmgan_build_discriminator(modality: str, config: SpeechConfig) -> nn.Module | None:
     if modality != NAME:
         return None
-    return MultiScaleDiscriminator(ndf=config.ndf, max_channels=config.disc_channels)
+    try:
+        return MultiScaleDiscriminator(ndf=config.ndf, max_channels=config.disc_channels)
+    except ValueError as exc:  # channel counts that the grouped convolutions cannot split
+        raise ConfigError(f"[speech] ndf={config.ndf}, disc_channels={config.disc_channels}: {exc}") from None
 
 
 @mmgan.hookimpl
@@ -136,6 +144,8 @@ def mmgan_register_commands(cli: click.Group) -> None:
 
         if chunk_frames < 1:
             raise click.ClickException(f"--chunk-frames must be positive, got {chunk_frames}")
+        if output.is_dir():
+            raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'out.wav'}")
         generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME))
         remove_weight_norm(generator)
         mel = read_mel_input(source)

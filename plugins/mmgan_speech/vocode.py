@@ -27,8 +27,8 @@ def read_mel_input(path: Path) -> torch.Tensor:
     if path.suffix.lower() == ".npy":
         try:
             mel = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable .npy array ({exc or 'empty file'})") from None
         if mel.ndim != 2 or mel.shape[0] != MEL.n_mels or not np.issubdtype(mel.dtype, np.floating):
             raise DataError(f"{path}: expected a float array of shape ({MEL.n_mels}, frames), "
                             f"got {mel.dtype} {mel.shape}")
