@@ -255,3 +255,15 @@ def test_absurd_header_sample_rate_is_refused(tmp_path):
     scipy.io.wavfile.write(path, 1, np.zeros(500, np.int16) + 100)
     with pytest.raises(DataError, match="one_hz.wav: WAV header gives sample rate 1 Hz"):
         read_wav(path)
+
+
+def test_streamed_wav_equals_one_write(tmp_path):
+    from mmgan_speech.audio import write_wav_stream
+
+    wave = (0.8 * np.sin(np.arange(5000) / 7)).astype(np.float32)
+    write_wav(tmp_path / "whole.wav", wave, 22050)
+    assert write_wav_stream(tmp_path / "parts.wav", np.array_split(wave, 7), 22050) == 5000
+    assert np.array_equal(read_wav(tmp_path / "parts.wav"), read_wav(tmp_path / "whole.wav"))
+    with pytest.raises(ValueError, match="NaN"):
+        write_wav_stream(tmp_path / "parts.wav", [wave, np.array([np.nan], np.float32)], 22050)
+    assert np.array_equal(read_wav(tmp_path / "parts.wav"), read_wav(tmp_path / "whole.wav")), "left untouched"

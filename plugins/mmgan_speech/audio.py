@@ -18,6 +18,8 @@ import math
 import os
 import struct
 import warnings
+import wave as wave_module
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +123,27 @@ def write_wav(path: str | os.PathLike[str], wave: np.ndarray, sample_rate: int) 
     pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         scipy.io.wavfile.write(handle, int(sample_rate), pcm)
+
+
+def write_wav_stream(path: str | os.PathLike[str], chunks: Iterable[np.ndarray], sample_rate: int) -> int:
+    """Write mono float chunks in [-1, 1] as one 16-bit PCM WAV, a chunk at a time; returns the samples.
+
+    Memory is one chunk whatever the length. Written beside ``path`` and renamed into place when complete.
+    """
+    total = 0
+    with atomic_path(path) as tmp, wave_module.open(str(tmp), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        for chunk in chunks:
+            if hasattr(chunk, "detach"):
+                chunk = chunk.detach().cpu().numpy()
+            samples = np.asarray(chunk, dtype=np.float64).reshape(-1)  # as write_wav rounds
+            if not np.all(np.isfinite(samples)):
+                raise ValueError(f"write_wav_stream: wave for {path} holds NaN or infinite samples")
+            out.writeframes((np.round(np.clip(samples, -1.0, 1.0) * 32767.0)).astype("<i2").tobytes())
+            total += samples.size
+    return total
 
 
 def peak_normalize(wave: np.ndarray, peak: float = 0.95, eps: float = 1e-8) -> np.ndarray:

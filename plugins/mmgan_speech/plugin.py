@@ -138,9 +138,9 @@ def mmgan_register_commands(cli: click.Group) -> None:
     def vocode_command(run_dir: Path, source: Path, output: Path, chunk_frames: int) -> None:
         """Waveform from INPUT (a .wav: copy synthesis; a .npy log-mel (80, frames)) with RUN's vocoder."""
         from mmgan.inference import load_generator, pick_modality
-        from mmgan_speech.audio import write_wav
+        from mmgan_speech.audio import write_wav_stream
         from mmgan_speech.networks import remove_weight_norm
-        from mmgan_speech.vocode import read_mel_input, vocode
+        from mmgan_speech.vocode import read_mel_input, vocode_chunks
 
         if chunk_frames < 1:
             raise click.ClickException(f"--chunk-frames must be positive, got {chunk_frames}")
@@ -149,6 +149,6 @@ def mmgan_register_commands(cli: click.Group) -> None:
         generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME))
         remove_weight_norm(generator)
         mel = read_mel_input(source)
-        wave = vocode(generator, mel, chunk_frames=chunk_frames, progress=True)
-        write_wav(output, wave.numpy(), MEL.sample_rate)
-        click.echo(f"wrote {output} ({wave.shape[-1] / MEL.sample_rate:.2f} s)")
+        chunks = vocode_chunks(generator, mel, chunk_frames=chunk_frames, progress=True)
+        samples = write_wav_stream(output, chunks, MEL.sample_rate)
+        click.echo(f"wrote {output} ({samples / MEL.sample_rate:.2f} s)")

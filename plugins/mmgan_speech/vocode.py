@@ -8,6 +8,7 @@ output equals the unchunked one to float precision (tested).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def read_mel_input(path: Path) -> torch.Tensor:
     path = Path(path)
     if path.suffix.lower() == ".npy":
         try:
-            mel = np.load(path, allow_pickle=False)
+            mel = np.load(path, allow_pickle=False, mmap_mode="r")  # read chunk by chunk as vocoding goes
         except (OSError, ValueError, EOFError) as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc or 'empty file'})") from None
         if mel.ndim != 2 or mel.shape[0] != MEL.n_mels or not np.issubdtype(mel.dtype, np.floating):
@@ -34,25 +35,40 @@ def read_mel_input(path: Path) -> torch.Tensor:
                             f"got {mel.dtype} {mel.shape}")
         if mel.shape[1] < 1 or not np.isfinite(mel).all():
             raise DataError(f"{path}: the mel must have at least one frame and only finite values")
-        return torch.from_numpy(mel.astype(np.float32))
+        return MappedMel(mel)
     wave = torch.from_numpy(read_wav(path, MEL.sample_rate))
     if wave.shape[-1] <= MEL.padding + MEL.hop_length:
         raise DataError(f"{path}: too short to vocode ({wave.shape[-1]} samples at {MEL.sample_rate} Hz)")
     return mel_spectrogram_long(wave, MEL)
 
 
+class MappedMel:
+    """A memory-mapped (80, frames) .npy mel that hands out float32 tensors one slice at a time."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.shape = array.shape
+
+    def __getitem__(self, index: tuple) -> torch.Tensor:
+        return torch.tensor(np.asarray(self.array[index], dtype=np.float32))  # a copy: the map is read-only
+
+
 @torch.inference_mode()
-def vocode(generator: torch.nn.Module, mel: torch.Tensor, chunk_frames: int = 1024, overlap: int = 64,
-           progress: bool = False, modality: str = "speech") -> torch.Tensor:
-    """Waveform (frames * hop,) for a log-mel (80, frames), generated ``chunk_frames`` at a time."""
+def vocode_chunks(generator: torch.nn.Module, mel: torch.Tensor | MappedMel, chunk_frames: int = 1024,
+                  overlap: int = 64, progress: bool = False, modality: str = "speech") -> Iterator[torch.Tensor]:
+    """Waveform pieces for a log-mel (80, frames), ``chunk_frames * hop`` samples each (the last shorter)."""
     if chunk_frames < 1 or overlap < 0:
         raise ValueError(f"chunk_frames must be >= 1 and overlap >= 0, got {chunk_frames}, {overlap}")
     frames, hop = mel.shape[-1], MEL.hop_length
-    out = torch.empty(frames * hop)
     starts = range(0, frames, chunk_frames)
     for start in tqdm(starts, desc="vocode", unit="chunk", disable=not progress or len(starts) < 2):
         stop = min(frames, start + chunk_frames)
         lo, hi = max(0, start - overlap), min(frames, stop + overlap)
-        wave = generator(modality, mel[None, :, lo:hi]).reshape(-1)
-        out[start * hop: stop * hop] = wave[(start - lo) * hop: (stop - lo) * hop].float()
-    return out
+        wave = generator(modality, mel[:, lo:hi][None]).reshape(-1)
+        yield wave[(start - lo) * hop: (stop - lo) * hop].float()
+
+
+def vocode(generator: torch.nn.Module, mel: torch.Tensor | MappedMel, chunk_frames: int = 1024, overlap: int = 64,
+           progress: bool = False, modality: str = "speech") -> torch.Tensor:
+    """Waveform (frames * hop,) for a log-mel (80, frames), generated ``chunk_frames`` at a time."""
+    return torch.cat(list(vocode_chunks(generator, mel, chunk_frames, overlap, progress, modality)))
