@@ -19,15 +19,13 @@ import contextlib
 import itertools
 import json
 import os
-import platform
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 import torch.nn.functional as F
+from machine import machine_header
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -141,14 +139,6 @@ def bench_size(size: int, out: str, args) -> dict[str, list[float]]:
     return seconds
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32], help="image sizes (default 64 32)")
@@ -163,17 +153,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    header = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-    }
-    for key, value in header.items():
-        print(f"{key}: {value}")
+    header = machine_header(args.threads)
     print(f"batch {args.batch}, {args.rounds} rounds x {args.block} steps per contender, warmup {args.warmup}, "
           f"bf16={args.bf16}, channels_last={args.channels_last}\n")
 

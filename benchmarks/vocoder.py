@@ -23,10 +23,7 @@ import contextlib
 import itertools
 import json
 import os
-import platform
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import machine_header
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -171,14 +169,6 @@ def mmgan_train_fn(trainer: Trainer) -> Callable[[], None]:
     return step
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def table(title: str, unit: str, rates: dict[str, list[float]], extra: Callable[[float], str] | None = None) -> None:
     print(f"\n{title}\n")
     print(f"| contender | median {unit} | min | max | ratio to bare |" + (" s/step |" if extra else ""))
@@ -208,17 +198,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    header = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-    }
-    for key, value in header.items():
-        print(f"{key}: {value}")
+    header = machine_header(args.threads)
 
     clip = SpeechLikeDataset(seed=1).clip(0, args.seconds).reshape(-1)
     clip = clip[: clip.shape[-1] // MEL.hop_length * MEL.hop_length]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,18 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mmgan.errors import DataError
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (numpy integers accepted; floats, bools and strings refused),
+    else a ValueError naming ``name``: for plugins' dataset arguments."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if isinstance(value, bool) or number is None or number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return number
 
 
 class EpochSampler(Sampler[int]):

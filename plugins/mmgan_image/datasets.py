@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from mmgan.data import check_int
 from mmgan.errors import DataError
 
 log = logging.getLogger("mmgan")
@@ -118,14 +118,6 @@ CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in _CLASSES)
 _COLOUR_JITTER = 0.08
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    try:
-        number = operator.index(value)  # accepts numpy integers, refuses floats and strings
-    except TypeError:
-        number = None
-    if isinstance(value, bool) or number is None or number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return number
 
 
 class ShapesDataset(torch.utils.data.Dataset):
@@ -137,9 +129,9 @@ class ShapesDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, size: int = 64, length: int = 50_000, seed: int = 0) -> None:
-        self.size = _check_int("size", size, 8)
-        self.length = _check_int("length", length, 1)
-        self.seed = _check_int("seed", seed, 0)
+        self.size = check_int("size", size, 8)
+        self.length = check_int("length", length, 1)
+        self.seed = check_int("seed", seed, 0)
         size = self.size
         # pixel centres on [-1, 1]; one pixel is 2/size wide, the width of the anti-aliased edge
         axis = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
@@ -220,7 +212,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path, size: int) -> None:
         self.root = Path(root)
-        self.size = _check_int("size", size, 1)
+        self.size = check_int("size", size, 1)
         if not self.root.exists():
             raise DataError(f"image folder {self.root} does not exist")
         if not self.root.is_dir():

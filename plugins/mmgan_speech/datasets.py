@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import scipy.signal
 import torch
 
+from mmgan.data import check_int
 from mmgan.errors import DataError
 from mmgan_speech.audio import is_silent, read_wav
 
@@ -35,18 +35,10 @@ PEAK = 0.95  # peak level of every item and clip, HiFi-GAN's ``normalize(audio) 
 _HOP = 256  # the mel hop: segments must be whole frames so frames * hop == samples
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    try:
-        number = operator.index(value)  # accepts numpy integers, refuses floats and strings
-    except TypeError:
-        number = None
-    if isinstance(value, bool) or number is None or number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return number
 
 
 def _check_segment(segment_length: object) -> int:
-    segment = _check_int("segment_length", segment_length, _HOP)
+    segment = check_int("segment_length", segment_length, _HOP)
     if segment % _HOP:
         raise ValueError(f"segment_length must be a multiple of the mel hop {_HOP}, got {segment}")
     return segment
@@ -107,9 +99,9 @@ class SpeechLikeDataset(torch.utils.data.Dataset):
     def __init__(self, segment_length: int = 8192, length: int = 20_000, seed: int = 0,
                  sample_rate: int = 22050) -> None:
         self.segment_length = _check_segment(segment_length)
-        self.length = _check_int("length", length, 1)
-        self.seed = _check_int("seed", seed, 0)
-        self.sample_rate = _check_int("sample_rate", sample_rate, 8000)
+        self.length = check_int("length", length, 1)
+        self.seed = check_int("seed", seed, 0)
+        self.sample_rate = check_int("sample_rate", sample_rate, 8000)
         nyquist = self.sample_rate / 2.0
         # fricative noise colourings, designed once: [s]-like, [sh]-like, [f]-like, [h]-like, plosive burst
         bands = [(4000, 8000), (2000, 5000), (1200, None), (500, 3500), (600, None)]
@@ -135,7 +127,7 @@ class SpeechLikeDataset(torch.utils.data.Dataset):
 
         Drawn from a random stream disjoint from the training items', so it is fit for evaluation.
         """
-        index = _check_int("index", index, 0)
+        index = check_int("index", index, 0)
         if not seconds > 0:
             raise ValueError(f"clip seconds must be positive, got {seconds!r}")
         n = max(1, round(seconds * self.sample_rate))
@@ -297,8 +289,8 @@ class WavFolderDataset(torch.utils.data.Dataset):
                  short_clips: str = "pad") -> None:
         self.root = Path(root)
         self.segment_length = _check_segment(segment_length)
-        self.sample_rate = _check_int("sample_rate", sample_rate, 1)
-        self.seed = _check_int("seed", seed, 0)
+        self.sample_rate = check_int("sample_rate", sample_rate, 1)
+        self.seed = check_int("seed", seed, 0)
         if short_clips not in SHORT_CLIP_POLICIES:
             raise ValueError(f"short_clips must be one of {', '.join(SHORT_CLIP_POLICIES)}, got {short_clips!r}")
         self.short_clips = short_clips
