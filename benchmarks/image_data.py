@@ -9,14 +9,13 @@ resize and crop per item) on a temporary folder of PNGs this script writes, plus
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_header
 from PIL import Image
 
 from mmgan_image.datasets import ImageFolderDataset, ShapesDataset
@@ -65,11 +64,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    print(
-        f"{platform.platform()} | {platform.processor() or platform.machine()} | "
-        f"{os.cpu_count()} CPUs | python {platform.python_version()} | torch {torch.__version__} | "
-        f"numpy {np.__version__} | torch threads {torch.get_num_threads()}"
-    )
+    machine_header(args.threads)
+    print(f"numpy {np.__version__}")
     bench_shapes(args.size, args.n)
     bench_folder(args.size, args.n, args.files, args.source)
 

@@ -11,8 +11,6 @@ read): the construction scan, then items in shuffled order (a training epoch) an
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 import torch
+from machine import machine_header
 
 from mmgan_speech.audio import write_wav
 from mmgan_speech.datasets import SpeechLikeDataset, WavFolderDataset
@@ -72,11 +71,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    print(
-        f"{platform.platform()} | {platform.processor() or platform.machine()} | "
-        f"{os.cpu_count()} CPUs | python {platform.python_version()} | torch {torch.__version__} | "
-        f"numpy {np.__version__} | scipy {scipy.__version__} | torch threads {torch.get_num_threads()}"
-    )
+    machine_header(args.threads)
+    print(f"numpy {np.__version__}, scipy {scipy.__version__}")
     bench_builtin(args.segment, args.n)
     for rate in (22050, 16000):
         bench_folder(args.segment, args.n, args.files, args.seconds, rate)
