@@ -256,12 +256,17 @@ def validate(config: RunConfig) -> None:
     if not config.run.modalities:
         raise ConfigError("no modality to train: pass --plugin NAME")
     for name, section in config.modalities.items():
-        check = getattr(section, "validate", None)
-        if check is not None:
-            try:
-                check()
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"[{name}] {exc}") from None
+        _validate_section(section, f"[{name}]")
+
+
+def _validate_section(section: Any, origin: str) -> None:
+    """Run a config dataclass's own ``validate()``, if it has one, turning its error into a ConfigError."""
+    check = getattr(section, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{origin} {exc}") from None
 
 
 def _toml_value(value: Any) -> str:
@@ -296,12 +301,7 @@ def section_from_dict(cls: type, values: Mapping[str, Any], origin: str) -> Any:
         if name not in types:
             raise ConfigError(f"{origin}: unknown key {name!r}; valid keys: {', '.join(sorted(types))}")
         setattr(obj, name, _coerce(f"{origin}: {name}", value, types[name]))
-    check = getattr(obj, "validate", None)
-    if check is not None:
-        try:
-            check()
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{origin}: {exc}") from None
+    _validate_section(obj, f"{origin}:")
     return obj
 
 
