@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import machine_header
+from harness import machine_header
 from PIL import Image
 
 from mmgan_image.datasets import ImageFolderDataset, ShapesDataset

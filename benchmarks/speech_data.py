@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 import torch
-from machine import machine_header
+from harness import machine_header
 
 from mmgan_speech.audio import write_wav
 from mmgan_speech.datasets import SpeechLikeDataset, WavFolderDataset

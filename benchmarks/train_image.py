@@ -25,13 +25,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from machine import machine_header
+from harness import machine_header, trainer_step_fn
 from torch import nn
 from torch.utils.data import DataLoader
 
 import mmgan.plugins
 from mmgan.config import resolve
-from mmgan.data import endless_batches
 from mmgan.engine import Trainer
 from mmgan.trunk import LatentTrunk, TrunkConfig
 from mmgan_image.datasets import ShapesDataset
@@ -103,15 +102,7 @@ def bare_step_fn(config, size: int, trunk: bool, args):
 
 def mmgan_step_fn(config):
     torch.manual_seed(SEED)
-    trainer = Trainer(config, progress=False)
-    batches = {n: endless_batches(trainer.accelerator, loader, trainer.samplers[n], 0)
-               for n, loader in trainer.loaders.items()}
-
-    def step() -> None:
-        trainer.train_step(batches)
-        trainer.step += 1  # as fit() does: the EMA warm-up reads it
-
-    return step
+    return trainer_step_fn(Trainer(config, progress=False))
 
 
 def bench_size(size: int, out: str, args) -> dict[str, list[float]]:

@@ -31,13 +31,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from machine import machine_header
+from harness import machine_header, trainer_step_fn
 from torch import nn
 from torch.utils.data import DataLoader
 
 import mmgan.plugins
 from mmgan.config import resolve
-from mmgan.data import endless_batches
 from mmgan.engine import Trainer
 from mmgan.inference import load_generator
 from mmgan.trunk import LatentTrunk, TrunkConfig
@@ -158,17 +157,6 @@ def bare_train_fn(config, bf16: bool) -> Callable[[], None]:
     return step
 
 
-def mmgan_train_fn(trainer: Trainer) -> Callable[[], None]:
-    batches = {n: endless_batches(trainer.accelerator, loader, trainer.samplers[n], 0)
-               for n, loader in trainer.loaders.items()}
-
-    def step() -> None:
-        trainer.train_step(batches)
-        trainer.step += 1  # as fit() does: the EMA warm-up reads it
-
-    return step
-
-
 def table(title: str, unit: str, rates: dict[str, list[float]], extra: Callable[[float], str] | None = None) -> None:
     print(f"\n{title}\n")
     print(f"| contender | median {unit} | min | max | ratio to bare |" + (" s/step |" if extra else ""))
@@ -232,7 +220,7 @@ def main() -> None:
             t = config.train
             print(f"train: lr_g {t.lr_g}, lr_d {t.lr_d}, betas ({t.beta1}, {t.beta2}), loss "
                   f"{config.modalities['speech'].loss or t.loss}")
-            contenders = {"mmgan": mmgan_train_fn(trainer), "bare": bare_train_fn(config, args.bf16)}
+            contenders = {"mmgan": trainer_step_fn(trainer), "bare": bare_train_fn(config, args.bf16)}
             torch.set_num_threads(args.threads)
             results["train"] = interleave(contenders, args.train_rounds, args.train_block, args.train_warmup)
 

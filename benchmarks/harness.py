@@ -1,4 +1,4 @@
-"""The machine description every benchmark prints beside its numbers (imported by the scripts here)."""
+"""What the benchmarks here share: the machine description they print, and mmgan's step as a callable."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
+
+from mmgan.data import endless_batches
 
 
 def cpu_model() -> str:
@@ -35,3 +39,15 @@ def machine_header(threads: int) -> dict[str, object]:
     for key, value in header.items():
         print(f"{key}: {value}")
     return header
+
+
+def trainer_step_fn(trainer: Any) -> Callable[[], None]:
+    """One ``Trainer.train_step`` per call, on the trainer's own endless batches, as ``fit()`` runs it."""
+    batches = {n: endless_batches(trainer.accelerator, loader, trainer.samplers[n], 0)
+               for n, loader in trainer.loaders.items()}
+
+    def step() -> None:
+        trainer.train_step(batches)
+        trainer.step += 1  # as fit() does: the EMA warm-up reads it
+
+    return step
