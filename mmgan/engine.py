@@ -129,6 +129,7 @@ class Trainer:
         # All noise comes from this generator, saved in every checkpoint: resume draws the same noise.
         self.noise = torch.Generator().manual_seed(config.run.seed * 7919 + 1 + self.accelerator.process_index)
         self.step = 0
+        self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         if resume:
             self._load_checkpoint()
 
@@ -234,7 +235,15 @@ class Trainer:
             ema_buf.copy_(buf)
 
     def fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The same generator inputs at every sample step (and the real samples they come from)."""
+        """The same generator inputs at every sample step (and the real samples they come from).
+
+        Built once per run: rendering or decoding the real samples again at every sample step is waste.
+        """
+        if name not in self._fixed:
+            self._fixed[name] = self._build_fixed_inputs(name)
+        return self._fixed[name]
+
+    def _build_fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         modality, mcfg, n = self.modalities[name], self.config.modalities[name], self.config.train.num_samples
         gen = torch.Generator().manual_seed(self.config.run.seed + 20_151_119)
         real = torch.stack([self.datasets[name][i] for i in range(min(n, len(self.datasets[name])))])

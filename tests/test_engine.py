@@ -230,3 +230,11 @@ def test_a_run_that_died_before_its_first_log_can_be_started_again(tiny_config, 
     (tmp_path / "run" / "config.toml").write_text("# written, then the first step crashed\n")
     Trainer(config, progress=False).fit()
     assert read_metrics(tmp_path / "run")[-1]["step"] == 1
+
+
+def test_sample_steps_reuse_the_same_fixed_inputs(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", steps=4, extra=("train.sample_every=2",)), progress=False)
+    first = trainer.fixed_inputs("image")
+    trainer.fit()
+    assert trainer.fixed_inputs("image") is first
+    assert torch.equal(first[0], Trainer._build_fixed_inputs(trainer, "image")[0])
