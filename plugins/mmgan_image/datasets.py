@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -279,24 +280,30 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         raise DataError(f"none of the {n} image files in {self.root} could be decoded")
 
     def _load(self, path: Path) -> torch.Tensor:
-        size = self.size
-        with Image.open(path) as im:
-            # lets the JPEG decoder downscale by a power of two while keeping both sides >= size
-            im.draft("RGB", (size, size))
-            # phone photos store their rotation in EXIF; without this they come out sideways
-            im = _to_rgb(ImageOps.exif_transpose(im))
-        w, h = im.size
-        short = min(w, h)
-        # resize the centred square crop in one step: same result as resize-then-crop, less work
-        left, top = (w - short) / 2.0, (h - short) / 2.0
+        return load_image(path, self.size)
+
+
+def load_image(file: Path | BinaryIO, size: int) -> torch.Tensor:
+    """An image file (path or binary file object) as a float32 (3, size, size) tensor in [-1, 1]: the short
+    side resized to ``size``, centre-cropped, EXIF rotation applied, any mode converted to RGB."""
+    with Image.open(file) as im:
+        # lets the JPEG decoder downscale by a power of two while keeping both sides >= size
+        im.draft("RGB", (size, size))
+        # phone photos store their rotation in EXIF; without this they come out sideways
+        im = _to_rgb(ImageOps.exif_transpose(im))
+    w, h = im.size
+    short = min(w, h)
+    # resize the centred square crop in one step: same result as resize-then-crop, less work
+    left, top = (w - short) / 2.0, (h - short) / 2.0
+    if (w, h) != (size, size):
         im = im.resize(
             (size, size),
             Image.Resampling.BICUBIC,
             box=(left, top, left + short, top + short),
             reducing_gap=3.0,
         )
-        pixels = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy())
-        return pixels.permute(2, 0, 1).to(torch.float32).div_(127.5).sub_(1.0)
+    pixels = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy())
+    return pixels.permute(2, 0, 1).to(torch.float32).div_(127.5).sub_(1.0)
 
 
 # --- entry point -----------------------------------------------------------------------------------------

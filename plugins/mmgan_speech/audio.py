@@ -14,6 +14,7 @@ than learn from a clip that silently stops early.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -21,6 +22,7 @@ import warnings
 import wave as wave_module
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import scipy.io.wavfile
@@ -29,19 +31,20 @@ import scipy.signal
 from mmgan.errors import DataError
 from mmgan.files import atomic_path
 
-__all__ = ["is_silent", "peak_normalize", "read_wav", "write_wav"]
+__all__ = ["is_silent", "peak_normalize", "read_wav", "read_wav_bytes", "wav_bytes", "write_wav"]
 
 _EXPECTED = "expected a PCM (8/16/24/32-bit) or float WAV file"
 
 
 MIN_RATE, MAX_RATE = 4_000, 384_000
 
-def _load(path: Path) -> tuple[int, np.ndarray]:
-    """scipy's read, with every failure (and its truncation warning) turned into one DataError line."""
+def _load(path: Path | str, source: Path | BinaryIO | None = None) -> tuple[int, np.ndarray]:
+    """scipy's read of ``source`` (default: the file ``path``), with every failure (and its truncation
+    warning) turned into one DataError line naming ``path``."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scipy.io.wavfile.WavFileWarning)
         try:
-            rate, data = scipy.io.wavfile.read(path, mmap=False)
+            rate, data = scipy.io.wavfile.read(path if source is None else source, mmap=False)
         except ValueError as err:
             message = (str(err).splitlines() or [type(err).__name__])[0].rstrip(".")
             if message.startswith(("File format", "Not a WAV file")):
@@ -58,7 +61,7 @@ def _load(path: Path) -> tuple[int, np.ndarray]:
     return rate, data
 
 
-def _to_float(data: np.ndarray, path: Path) -> np.ndarray:
+def _to_float(data: np.ndarray, path: Path | str) -> np.ndarray:
     """Samples in scipy's dtype to float64 in [-1, 1]."""
     if data.dtype == np.uint8:
         # 8-bit WAV is the only unsigned PCM: silence is 128
@@ -88,7 +91,17 @@ def read_wav(path: str | os.PathLike[str], sample_rate: int = 22050) -> np.ndarr
         raise DataError(f"{path}: no such file; expected a WAV file")
     if not path.is_file():
         raise DataError(f"{path}: not a file; expected a WAV file")
-    rate, data = _load(path)
+    return _decoded(path, *_load(path), sample_rate)
+
+
+def read_wav_bytes(data: bytes, name: str, sample_rate: int = 22050) -> np.ndarray:
+    """:func:`read_wav` for the bytes of a WAV file (a shard member, say); errors name ``name``."""
+    if sample_rate <= 0:
+        raise ValueError(f"read_wav_bytes: sample_rate must be positive, got {sample_rate}")
+    return _decoded(name, *_load(name, io.BytesIO(data)), sample_rate)
+
+
+def _decoded(path: Path | str, rate: int, data: np.ndarray, sample_rate: int) -> np.ndarray:
     if data.size == 0:
         raise DataError(f"{path}: WAV file holds no samples; expected a non-empty clip")
     if not MIN_RATE <= rate <= MAX_RATE:
@@ -112,6 +125,19 @@ def write_wav(path: str | os.PathLike[str], wave: np.ndarray, sample_rate: int) 
     Values beyond [-1, 1] are clipped. The file is written beside ``path`` and renamed into place, so a failed
     write leaves any existing file untouched. A torch tensor is accepted too (detached and moved to the CPU).
     """
+    pcm = _pcm16(wave, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        scipy.io.wavfile.write(handle, int(sample_rate), pcm)
+
+
+def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
+    """The bytes of the 16-bit PCM WAV file :func:`write_wav` would write (for shard members)."""
+    handle = io.BytesIO()
+    scipy.io.wavfile.write(handle, int(sample_rate), _pcm16(wave, "<bytes>"))
+    return handle.getvalue()
+
+
+def _pcm16(wave: np.ndarray, path: object) -> np.ndarray:
     if hasattr(wave, "detach"):  # a torch.Tensor, without importing torch here
         wave = wave.detach().cpu().numpy()
     samples = np.asarray(wave, dtype=np.float64)
@@ -120,9 +146,7 @@ def write_wav(path: str | os.PathLike[str], wave: np.ndarray, sample_rate: int) 
     if not np.all(np.isfinite(samples)):
         raise ValueError(f"write_wav: wave for {path} holds NaN or infinite samples")
     # clip before scaling so the range stays symmetric: +-1.0 -> +-32767
-    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        scipy.io.wavfile.write(handle, int(sample_rate), pcm)
+    return np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 def write_wav_stream(path: str | os.PathLike[str], chunks: Iterable[np.ndarray], sample_rate: int) -> int:
