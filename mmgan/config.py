@@ -62,6 +62,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     num_workers: int = 0
+    # WebDataset shards: samples in each worker's shuffle buffer (memory: this many undecoded samples)
+    shuffle_buffer: int = 512
+    # with several processes, BatchNorm statistics over the global batch (N x B trains like one N*B batch)
+    sync_batchnorm: bool = True
     channels_last: bool = False
     # "no", "bf16" or "fp16"; empty means Accelerate's own setting (accelerate launch / accelerate config)
     mixed_precision: str = ""
@@ -245,6 +249,8 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"train.mixed_precision must be no, bf16 or fp16, got {t.mixed_precision!r}")
     if t.ema_rampup < 0:
         raise ConfigError(f"train.ema_rampup must be >= 0, got {t.ema_rampup}")
+    if t.shuffle_buffer < 1:
+        raise ConfigError(f"train.shuffle_buffer must be positive, got {t.shuffle_buffer}")
     if t.num_workers < 0:
         raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
     tr = config.trunk

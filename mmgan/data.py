@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mmgan.errors import DataError
+from mmgan.shards import ShardStream, is_shard_source, open_shard_stream, open_shards
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
@@ -58,6 +59,20 @@ def open_source(pm: pluggy.PluginManager, modality: str, source: str, config: An
     if len(dataset) == 0:
         raise DataError(f"data source {source!r} for modality {modality!r} holds no samples")
     return dataset
+
+
+def open_training_data(pm: pluggy.PluginManager, modality: str, config: Any, seed: int, rank: int = 0,
+                       world_size: int = 1, num_workers: int = 0, shuffle_buffer: int = 512) -> Dataset | ShardStream:
+    """The real data of one modality of a run: a :class:`ShardStream` for WebDataset shards (a shard
+    directory, a brace pattern or a .tar), else the plugin's dataset for ``config.data``."""
+    source = config.data
+    if source and is_shard_source(source):
+        shards = open_shards(source)
+        codec = pm.hook.mmgan_shard_codec(modality=modality, config=config)
+        if codec is None:
+            raise DataError(f"--data {source}: no installed plugin reads {modality!r} shards (mmgan_shard_codec)")
+        return open_shard_stream(shards, codec, modality, seed, rank, world_size, num_workers, shuffle_buffer)
+    return open_source(pm, modality, source, config, seed)
 
 
 def endless_batches(accelerator: Any, loader: Any, sampler: EpochSampler, start_batch: int) -> Iterator[Any]:

@@ -30,11 +30,13 @@ from tqdm.auto import tqdm
 
 from mmgan import __version__, checkpoint
 from mmgan.config import RunConfig, to_toml, validate
-from mmgan.data import EpochSampler, endless_batches, open_source
+from mmgan.data import EpochSampler, endless_batches, open_training_data
+from mmgan.distributed import convert_sync_batchnorm
 from mmgan.errors import CheckpointError, DataError, PluginError
 from mmgan.files import atomic_path
 from mmgan.losses import LossContext
 from mmgan.plugins import get_adversarial_loss, get_modality, get_plugin_manager
+from mmgan.shards import ShardStream
 from mmgan.trunk import DiscriminatorSet, GeneratorSet, LatentTrunk
 
 log = logging.getLogger("mmgan")
@@ -102,6 +104,10 @@ class Trainer:
         if config.run.init_trunk and not resume:
             load_trunk(generators.trunk, Path(config.run.init_trunk))
         discriminators = build_discriminators(self.pm, config)
+        if t.sync_batchnorm and self.accelerator.num_processes > 1:
+            # N processes of batch B then train like one process of batch N*B (docs/distributed.md)
+            generators = convert_sync_batchnorm(generators)
+            discriminators = convert_sync_batchnorm(discriminators)
         if t.channels_last:
             generators = generators.to(memory_format=torch.channels_last)
             discriminators = discriminators.to(memory_format=torch.channels_last)
@@ -109,25 +115,33 @@ class Trainer:
         opt_g = torch.optim.Adam(generators.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         opt_d = torch.optim.Adam(discriminators.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
 
-        self.datasets, self.samplers, loaders = {}, {}, []
+        acc = self.accelerator
+        self.datasets, self.samplers, loaders, self.streams = {}, {}, [], {}
         for name in config.run.modalities:
             mcfg = config.modalities[name]
-            dataset = open_source(self.pm, name, mcfg.data, mcfg, config.run.seed)
-            if len(dataset) < t.batch_size * self.accelerator.num_processes:
+            dataset = open_training_data(self.pm, name, mcfg, config.run.seed, acc.process_index, acc.num_processes,
+                                         t.num_workers, t.shuffle_buffer)
+            if len(dataset) < t.batch_size * acc.num_processes:
                 raise DataError(f"data source {mcfg.data!r} holds {len(dataset)} {name} samples, fewer than one "
                                 f"batch of {t.batch_size} per process; add data or lower --batch-size")
+            self.datasets[name] = dataset
+            if isinstance(dataset, ShardStream):
+                # split by rank and worker in the stream itself: Accelerate must not shard it again
+                self.streams[name] = DataLoader(dataset, batch_size=t.batch_size, drop_last=True,
+                                                num_workers=t.num_workers, pin_memory=acc.device.type == "cuda")
+                continue
             sampler = EpochSampler(len(dataset), config.run.seed)
             loaders.append(DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
                                       num_workers=t.num_workers, persistent_workers=t.num_workers > 0))
-            self.datasets[name], self.samplers[name] = dataset, sampler
-        prepared = self.accelerator.prepare(generators, discriminators, opt_g, opt_d, *loaders)
+            self.samplers[name] = sampler
+        prepared = acc.prepare(generators, discriminators, opt_g, opt_d, *loaders)
         self.G, self.D, self.opt_g, self.opt_d = prepared[:4]
-        self.loaders = dict(zip(config.run.modalities, prepared[4:], strict=True))
+        self.loaders = dict(zip(self.samplers, prepared[4:], strict=True))
         self.D_module = self.accelerator.unwrap_model(self.D)  # the same parameters, without a DDP wrapper
         self.ema.to(self.accelerator.device)
 
         # All noise comes from this generator, saved in every checkpoint: resume draws the same noise.
-        self.noise = torch.Generator().manual_seed(config.run.seed * 7919 + 1 + self.accelerator.process_index)
+        self.noise = torch.Generator().manual_seed(config.run.seed * 7919 + 1 + acc.process_index)
         self.step = 0
         self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         if resume:
@@ -148,8 +162,7 @@ class Trainer:
             checkpoint.remove_staging(self.run_dir)
             log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
                      self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
-        batches = {name: endless_batches(acc, loader, self.samplers[name], self.step)
-                   for name, loader in self.loaders.items()}
+        batches = {name: self._batches(name) for name in self.modalities}
         bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
                    disable=not (self.progress and acc.is_main_process))
         last_time, last_step = time.perf_counter(), self.step
@@ -159,7 +172,7 @@ class Trainer:
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == t.steps:
                 now = time.perf_counter()
-                record = {"step": self.step, **{k: v.item() for k, v in losses.items()},
+                record = {"step": self.step, **self._mean_over_processes(losses),
                           "steps_per_s": (self.step - last_step) / max(now - last_time, 1e-9)}
                 last_time, last_step = now, self.step
                 self._check_finite(record)
@@ -176,41 +189,49 @@ class Trainer:
         return self.run_dir
 
     def train_step(self, batches: dict[str, Iterator[Any]]) -> dict[str, torch.Tensor]:
-        """One D update and one G update over all modalities; returns the detached losses by name."""
+        """One D update and one G update over all modalities; returns the detached losses by name.
+
+        G and D each run once through their (DDP-)wrapped module per step, on every modality at once, so
+        every parameter takes part in each backward. Extra calls (loss-term hooks, the G step's D) use the
+        unwrapped modules: their gradients still reach the same parameters and are reduced with the rest.
+        """
         losses: dict[str, torch.Tensor] = {}
-        step_data = {}
-        # discriminator step: real vs detached fakes; each fake is generated once and reused in the G step
-        self.D.requires_grad_(True)
-        d_total = 0.0
+        reals, inputs = {}, {}
         for name, modality in self.modalities.items():
+            reals[name] = next(batches[name])
+            inputs[name] = modality.make_input(reals[name], self.config.modalities[name], self.noise)
+            inputs[name] = inputs[name].to(reals[name].device)
+        # each fake is generated once and reused in the G step
+        fakes = self.G(inputs)
+
+        # discriminator step: real vs detached fakes
+        self.D.requires_grad_(True)
+        d_plain = self.D_module
+        outputs = self.D({name: [reals[name], fakes[name].detach()] for name in self.modalities})
+        d_total = 0.0
+        for name in self.modalities:
             mcfg = self.config.modalities[name]
-            real = next(batches[name])
-            g_input = modality.make_input(real, mcfg, self.noise).to(real.device)
-            fake = self.G(name, g_input)
-            d_real, d_fake = self.D(name, real), self.D(name, fake.detach())
+            d_real, d_fake = outputs[name]
             adv = self.adversarial[name].d_loss(d_real, d_fake)
-            ctx = LossContext(name, mcfg, self.step, real, fake.detach(), g_input, d_fake,
-                              lambda x, name=name: self.D(name, x), d_real=d_real)
+            ctx = LossContext(name, mcfg, self.step, reals[name], fakes[name].detach(), inputs[name], d_fake,
+                              lambda x, name=name: d_plain(name, x), d_real=d_real)
             terms = _loss_terms(self.pm.hook.mmgan_discriminator_loss_terms(ctx=ctx), name, "discriminator")
             d_total = d_total + adv + sum(terms.values())
             losses[f"{name}/d/adv"] = adv.detach()
             losses.update({f"{name}/d/{k}": v.detach() for k, v in terms.items()})
-            step_data[name] = (real, fake, g_input)
         self.opt_d.zero_grad(set_to_none=True)
         self.accelerator.backward(d_total)
         self.opt_d.step()
 
-        # generator step: D frozen so no gradient reaches (or lingers in) its parameters. It runs D
+        # generator step: D frozen so no gradient reaches (or lingers in) its parameters, and called
         # unwrapped: under DDP a wrapped module whose parameters get no gradient stalls the reducer.
         self.D.requires_grad_(False)
-        d_plain = self.D_module
         g_total = 0.0
         for name in self.modalities:
             mcfg = self.config.modalities[name]
-            real, fake, g_input = step_data[name]
-            d_fake = d_plain(name, fake)
+            d_fake = d_plain(name, fakes[name])
             adv = self.adversarial[name].g_loss(d_fake)
-            ctx = LossContext(name, mcfg, self.step, real, fake, g_input, d_fake,
+            ctx = LossContext(name, mcfg, self.step, reals[name], fakes[name], inputs[name], d_fake,
                               lambda x, name=name: d_plain(name, x))
             terms = _loss_terms(self.pm.hook.mmgan_generator_loss_terms(ctx=ctx), name, "generator")
             g_total = g_total + adv + sum(terms.values())
@@ -222,6 +243,24 @@ class Trainer:
         self.D.requires_grad_(True)
         self._update_ema()
         return losses
+
+    def _batches(self, name: str) -> Iterator[Any]:
+        """This process's batches of one modality, from the current step on, endlessly."""
+        if name in self.streams:
+            loader = self.streams[name]
+            loader.dataset.set_start(self.step, self.config.train.batch_size)
+            device = self.accelerator.device
+            return (batch.to(device, non_blocking=True) for batch in loader)
+        return endless_batches(self.accelerator, self.loaders[name], self.samplers[name], self.step)
+
+    def _mean_over_processes(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The logged losses, averaged over all processes (every process calls this at the same steps)."""
+        if not losses:
+            return {}
+        values = torch.stack([v.float() for v in losses.values()])
+        if self.accelerator.num_processes > 1:
+            values = self.accelerator.reduce(values, reduction="mean")
+        return dict(zip(losses, values.tolist(), strict=True))
 
     # ---- EMA, samples, export -------------------------------------------------------------------
 
@@ -246,7 +285,11 @@ class Trainer:
     def _build_fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         modality, mcfg, n = self.modalities[name], self.config.modalities[name], self.config.train.num_samples
         gen = torch.Generator().manual_seed(self.config.run.seed + 20_151_119)
-        real = torch.stack([self.datasets[name][i] for i in range(min(n, len(self.datasets[name])))])
+        dataset = self.datasets[name]
+        if isinstance(dataset, ShardStream):
+            real = torch.stack(dataset.preview(min(n, len(dataset))))
+        else:
+            real = torch.stack([dataset[i] for i in range(min(n, len(dataset)))])
         if modality.sample_input is not None:
             return modality.sample_input(n, mcfg, gen), real
         return modality.make_input(real, mcfg, gen), real
@@ -278,10 +321,14 @@ class Trainer:
         staging = checkpoint.staging_dir(self.run_dir, self.step)
         acc.wait_for_everyone()
         acc.save_state(str(staging))
+        # each rank draws its own noise: keep every rank's generator state, one row per rank
+        noise_states = self.noise.get_state()[None]
+        if acc.num_processes > 1:
+            noise_states = acc.gather(noise_states.to(acc.device)).cpu()
         acc.wait_for_everyone()  # every rank's RNG file is in the staging directory before the rename
         if acc.is_main_process:
             tensors = {f"ema.{k}": v for k, v in self.ema.state_dict().items()}
-            tensors["noise_rng"] = self.noise.get_state()
+            tensors["noise_rng"] = noise_states
             checkpoint.write_extra_state(staging, self.step, tensors, {"mmgan_version": __version__})
             checkpoint.publish_checkpoint(self.run_dir, self.step, self.config.train.keep_checkpoints)
             self.export()
@@ -290,16 +337,30 @@ class Trainer:
     def _load_checkpoint(self) -> None:
         directory = checkpoint.latest_checkpoint(self.run_dir)
         step, tensors, _ = checkpoint.read_extra_state(directory)
+        self.step = step
         try:
             self.accelerator.load_state(str(directory))
             self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-            # every rank saved its own RNG in Accelerate's files; the noise RNG below is rank 0's
-            self.noise.set_state(tensors["noise_rng"])
+            # every rank saved its own RNGs in Accelerate's files, and its noise RNG as one row here
+            self._restore_noise(tensors["noise_rng"])
         except Exception as exc:  # whatever a damaged file raises (safetensors, unpickling, shapes), one line
             first = (str(exc).splitlines() or [""])[0]
             raise CheckpointError(f"checkpoint {directory} cannot be loaded: {type(exc).__name__}: {first}") from None
         self.step = step
         log.info("resumed %s from step %d", self.run_dir, step)
+
+    def _restore_noise(self, states: torch.Tensor) -> None:
+        acc = self.accelerator
+        states = states if states.dim() == 2 else states[None]
+        if states.shape[0] == acc.num_processes:
+            # a copy, not a row view: Generator.set_state reads a view's storage from its start
+            self.noise.set_state(states[acc.process_index].clone())
+            return
+        # another process count than the run was saved with: fresh, distinct noise streams per rank
+        if acc.is_main_process:
+            log.warning("checkpoint was written by %d process(es), resuming with %d: noise and data order "
+                        "differ from an unbroken run", states.shape[0], acc.num_processes)
+        self.noise.manual_seed(self.config.run.seed * 7919 + 1 + acc.process_index + 1_000_003 * (self.step + 1))
 
     # ---- files ----------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from torch import nn
 if TYPE_CHECKING:
     from mmgan.losses import AdversarialLoss, LossContext
     from mmgan.modality import Modality
+    from mmgan.shards import ShardCodec
 
 hookspec = pluggy.HookspecMarker("mmgan")
 hookimpl = pluggy.HookimplMarker("mmgan")
@@ -89,6 +90,17 @@ def mmgan_read_data(modality: str, source: str, config: Any, seed: int) -> torch
     ``source`` is ``builtin:<name>`` or a path. Return None if the source is not yours; raise
     ``mmgan.errors.DataError`` with one line naming the source if it is yours but unreadable.
     Items must be tensors of the shape the discriminator takes (without the batch dimension).
+    """
+
+
+@hookspec(firstresult=True)
+def mmgan_shard_codec(modality: str, config: Any) -> ShardCodec | None:
+    """Called by ``mmgan data pack`` and when a run reads WebDataset shards. Return the
+    :class:`mmgan.shards.ShardCodec` for ``modality`` (it packs a source into ``{extension: bytes}``
+    samples and decodes them back into training tensors), or None if the modality is not yours.
+
+    Core owns everything else about shards: the manifest, splitting by rank and worker, shuffling,
+    resampling and skipping corrupt members.
     """
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +88,19 @@ class GeneratorSet(nn.Module):
         self.stems = nn.ModuleDict({name: stem for name, (stem, _) in parts.items()})
         self.heads = nn.ModuleDict({name: head for name, (_, head) in parts.items()})
 
-    def forward(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, modality: str | Mapping[str, torch.Tensor], x: torch.Tensor | None = None) -> Any:
+        """``G(modality, x)`` -> one sample batch; ``G({modality: x, ...})`` -> ``{modality: batch}``.
+
+        The dict form runs every modality in one call: under DDP one forward per step touches every
+        parameter, so no head is "unused" and the reducer never waits for gradients that cannot come.
+        """
+        # never self.forward here: Accelerate patches the instance's forward with one autocast object, and
+        # entering that object again from inside itself leaves autocast switched on after the call
+        if isinstance(modality, Mapping):
+            return {name: self._generate(name, inputs) for name, inputs in modality.items()}
+        return self._generate(modality, x)
+
+    def _generate(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         return self.heads[modality](self.trunk(self.stems[modality](x), modality))
 
     def modality_state_dict(self, modality: str) -> dict[str, torch.Tensor]:
@@ -110,5 +123,9 @@ class DiscriminatorSet(nn.Module):
         super().__init__()
         self.discriminators = nn.ModuleDict(discriminators)
 
-    def forward(self, modality: str, x: torch.Tensor):  # noqa: ANN201 - output type is the plugin's
+    def forward(self, modality: str | Mapping[str, Sequence[torch.Tensor]], x: torch.Tensor | None = None) -> Any:
+        """``D(modality, x)`` -> that D's output; ``D({modality: [x1, x2], ...})`` -> ``{modality: [out1, out2]}``
+        (each batch through its D separately, so BatchNorm sees real and fake apart, as in DCGAN)."""
+        if isinstance(modality, Mapping):
+            return {name: [self.discriminators[name](t) for t in batches] for name, batches in modality.items()}
         return self.discriminators[modality](x)

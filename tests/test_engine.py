@@ -238,3 +238,11 @@ def test_sample_steps_reuse_the_same_fixed_inputs(tiny_config, tmp_path):
     trainer.fit()
     assert trainer.fixed_inputs("image") is first
     assert torch.equal(first[0], Trainer._build_fixed_inputs(trainer, "image")[0])
+
+
+def test_bf16_training_leaves_autocast_off_for_what_follows(tiny_config, tmp_path):
+    # Accelerate patches a prepared model's forward with one autocast object; calling that forward again
+    # from inside itself used to leave autocast on after the step, so sample writers got bfloat16 tensors
+    trainer = Trainer(tiny_config(tmp_path / "bf", steps=1, extra=("train.mixed_precision=bf16",)), progress=False)
+    trainer.train_step({n: trainer._batches(n) for n in trainer.modalities})
+    assert not torch.is_autocast_enabled("cpu")

@@ -15,6 +15,7 @@ from mmgan.modality import Modality, ModalityConfig
 from mmgan_image.datasets import open_image_source
 from mmgan_image.grid import save_grid
 from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
+from mmgan_image.shards import ImageCodec
 
 NAME = "image"
 
@@ -81,6 +82,13 @@ def mmgan_read_data(modality: str, source: str, config: ImageConfig, seed: int) 
     if modality != NAME:
         return None
     return open_image_source(source, config.image_size, seed)
+
+
+@mmgan.hookimpl
+def mmgan_shard_codec(modality: str, config: ImageConfig) -> ImageCodec | None:
+    if modality != NAME:
+        return None
+    return ImageCodec(config.image_size)
 
 
 @mmgan.hookimpl

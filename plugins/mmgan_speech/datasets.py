@@ -411,6 +411,13 @@ class WavFolderDataset(torch.utils.data.Dataset):
         out[:piece.size] = piece * np.float32(self._gains[clip])
         return torch.from_numpy(out)[None, :]
 
+    def clip_wave(self, clip: int) -> np.ndarray:
+        """The whole clip ``clip`` (an index into ``files``) at ``sample_rate``, peak-normalised as items are."""
+        return self._decode(clip) * np.float32(self._gains[clip])
+
+    def clip_name(self, clip: int) -> str:
+        return self._name(self.files[clip])
+
     def _decode(self, clip: int) -> np.ndarray:
         if self._cache is not None and self._cache[0] == clip:
             return self._cache[1]

@@ -19,6 +19,7 @@ from mmgan_speech.losses import STFT_RESOLUTIONS, mel_l1, multi_resolution_stft
 from mmgan_speech.mel import MelConfig, mel_spectrogram
 from mmgan_speech.networks import MelGANHead, MelStem, MultiScaleDiscriminator, feature_matching_loss
 from mmgan_speech.samples import write_speech_samples
+from mmgan_speech.shards import SpeechCodec
 
 NAME = "speech"
 MEL = MelConfig()
@@ -102,6 +103,13 @@ def mmgan_read_data(modality: str, source: str, config: SpeechConfig, seed: int)
     if modality != NAME:
         return None
     return open_speech_source(source, config.segment_length, MEL.sample_rate, seed, config.short_clips)
+
+
+@mmgan.hookimpl
+def mmgan_shard_codec(modality: str, config: SpeechConfig) -> SpeechCodec | None:
+    if modality != NAME:
+        return None
+    return SpeechCodec(config.segment_length, MEL.sample_rate, config.short_clips)
 
 
 @mmgan.hookimpl

@@ -1,0 +1,108 @@
+"""Two real processes (gloo on CPU) under `accelerate launch`, as users run them.
+
+`accelerate launch --cpu --num_processes 2` starts ONE process; the form used here (ACCELERATE_USE_CPU=1 with
+--multi_gpu) is the one that gives two gloo ranks on a CPU machine.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import read_metrics
+from safetensors.torch import load_file
+
+from mmgan.shards import pack
+from mmgan_image.shards import ImageCodec
+from mmgan_speech.shards import SpeechCodec
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+SPEECH_TINY = ["speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32"]
+TINY = ["image.ngf=8", "image.ndf=8", "image.nz=16", "trunk.width=32", "trunk.depth=1", "train.log_every=1",
+        "train.num_samples=4", *SPEECH_TINY]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(*args: object, precision: str = "no", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", precision, "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), *map(str, args)]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
+    errors = [line for line in done.stderr.splitlines() if "Error" in line and "ChildFailedError" not in line]
+    assert done.returncode == 0, "\n".join(errors[-5:]) or done.stderr[-3000:]
+    return done
+
+
+def settings(*items: str) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    pack(ImageCodec(32), "image", "builtin:shapes", root / "img", shard_size=16, limit=64, progress=False)
+    pack(SpeechCodec(2048, 22050), "speech", "builtin:speech", root / "sp", shard_size=16, limit=64, progress=False)
+    return root
+
+
+def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(shards, tmp_path):
+    run = tmp_path / "run"
+    launch(WORKER, "train", tmp_path, "--plugin", "image", "--plugin", "speech", "--data", f"image={shards / 'img'}",
+           "--data", f"speech={shards / 'sp'}", "--out", run, "--steps", 4, "--batch-size", 4, "--no-progress",
+           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2"), precision="bf16")
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), f"{key} differs between the ranks"
+    # the weights trained (the EMA lags the live generator) and the heads of both modalities are there
+    assert not torch.equal(ranks[0]["G.heads.image.net.0.weight"], ranks[0]["ema.heads.image.net.0.weight"])
+    assert any(k.startswith("G.heads.speech.") for k in ranks[0])
+
+    # rank 0 alone wrote: one line per step, one sample file per modality and step, checkpoints
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (run / "samples" / "image").iterdir()) == ["step_000002.png", "step_000004.png"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
+
+    # resume the 2-process run with the documented command form (python -m mmgan)
+    launch("-m", "mmgan", "run", "--resume", run, "--steps", 6, "--no-progress", precision="bf16")
+    metrics = read_metrics(run)
+    assert [r["step"] for r in metrics] == [1, 2, 3, 4, 5, 6]
+    assert all(abs(v) < 1e4 for r in metrics for k, v in r.items() if "/" in k)
+    assert (run / "checkpoints" / "step_000006").is_dir()
+
+
+def test_two_processes_of_batch_b_give_the_gradients_of_one_process_of_batch_2b(tmp_path):
+    # builtin data through Accelerate's sharded sampler: rank 0 takes the global batch's first B samples,
+    # rank 1 the next B; one process with 2B takes all of them. SyncBatchNorm makes DCGAN's BatchNorm see the
+    # global batch. lr_d ~ 0 keeps D unchanged between the D step and the G step, so G's gradients are
+    # comparable too (Adam's first step moves every weight by +-lr whatever the gradient's size).
+    # The speech mel loss is left out: at initialisation MelGAN's output is so quiet that its log-mel sits
+    # at the log floor, where rounding-level differences between batch shapes switch the floor on or off
+    # and change the mel gradient by ~0.5%; feature matching and the adversarial loss are compared.
+    common = ["--plugin", "image", "--plugin", "speech", "--steps", 1, "--no-progress",
+              *settings(*TINY, "train.lr_d=1e-12", "speech.mel_weight=0")]
+    launch(WORKER, "grads", tmp_path, "--out", tmp_path / "two", "--batch-size", 4, *common)
+    one = tmp_path / "one"
+    one.mkdir()
+    cmd = [sys.executable, WORKER, "grads", one, "--out", tmp_path / "single", "--batch-size", 8, *common]
+    done = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (load_file(str(tmp_path / f"grads{r}.safetensors")) for r in range(2))
+    single = load_file(str(one / "grads0.safetensors"))
+    assert rank0.keys() == single.keys() and len(single) > 100
+    for prefix in ("G.", "D."):
+        keys = [k for k in single if k.startswith(prefix)]
+        a = torch.cat([rank0[k].flatten() for k in keys])
+        b = torch.cat([single[k].flatten() for k in keys])
+        assert torch.equal(a, torch.cat([rank1[k].flatten() for k in keys]))
+        assert b.norm() > 0
+        assert (a - b).norm() <= 1e-5 * b.norm(), f"{prefix}: relative difference {((a - b).norm() / b.norm()):.2e}"
