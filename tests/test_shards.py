@@ -252,3 +252,23 @@ def test_trainer_reads_shards_with_worker_processes(image_shards, tiny_config, t
     assert isinstance(trainer.datasets["image"], ShardStream)
     trainer.fit()
     assert len(read_metrics(tmp_path / "w")) == 3
+
+
+def test_cli_packs_an_ljspeech_folder_in_metadata_order_skipping_unreadable_clips(tmp_path, cli_run):
+    root = tmp_path / "LJSpeech-1.1"
+    (root / "wavs").mkdir(parents=True)
+    ids = [f"LJ001-{i:04d}" for i in range(1, 6)]
+    (root / "metadata.csv").write_text("".join(f"{i}|text {i}|text {i}\n" for i in ids))
+    for k, clip_id in enumerate(ids):
+        write_wav(root / "wavs" / f"{clip_id}.wav", 0.3 * np.sin(np.arange(5000) * 0.02 * (k + 1)), 22050)
+    (root / "wavs" / f"{ids[2]}.wav").write_bytes(b"RIFF....not a wav")
+    result = cli_run("data", "pack", root, tmp_path / "lj", "--modality", "speech", "--shard-size", "2",
+                     "--no-progress")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "lj" / "manifest.json").read_text())
+    assert manifest["count"] == 4 and manifest["sample_rate"] == 22050
+    names = []
+    for shard in manifest["shards"]:
+        with tarfile.open(tmp_path / "lj" / shard["name"]) as tar:
+            names += [json.loads(tar.extractfile(m).read())["name"] for m in tar if m.name.endswith(".json")]
+    assert sorted(names) == sorted(f"wavs/{i}.wav" for i in ids if i != ids[2])
