@@ -1,0 +1,136 @@
+"""Image quality: mmgan's default image run against a bare DCGAN loop, same networks, steps and data.
+
+    # 1. the bare baseline: the image plugin's DCGAN stem -> head (no trunk) and discriminator in a
+    #    plain PyTorch loop (pytorch/examples dcgan style), same steps, batch, lr, betas, data, seed
+    OMP_NUM_THREADS=1 python benchmarks/quality_image.py train-bare --out runs/bare-dcgan
+    # 2. the same metrics, samples and seeds for every run given (mmgan eval's logic)
+    python benchmarks/quality_image.py compare runs/image-default runs/bare-dcgan runs/bare-dcgan-ema -n 5000
+
+``train-bare`` writes two exports in mmgan's format (a trunk of depth 0 is the identity, so
+``head(stem(z))`` is exactly the paper's generator): ``--out`` holds the raw generator, as
+pytorch/examples evaluates it, and ``--out``-ema an EMA copy with mmgan's EMA schedule, which separates
+what EMA buys from what the trunk and engine do. ``compare`` prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mmgan import __version__
+from mmgan.checkpoint import export_generator
+from mmgan.engine import ema_decay
+from mmgan.trunk import TrunkConfig
+from mmgan_image.datasets import ShapesDataset
+from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
+from mmgan_image.plugin import ImageConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine_header  # noqa: E402
+
+
+class BareGenerator(nn.Module):
+    """z -> DCGANStem -> DCGANHead: the paper's generator, no trunk."""
+
+    def __init__(self, config: ImageConfig, width: int) -> None:
+        super().__init__()
+        self.stem = DCGANStem(config.nz, width)
+        self.head = DCGANHead(width, config.ngf, config.image_size)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stem(z))
+
+
+def export_bare(generator: BareGenerator, run_dir: Path, config: ImageConfig, width: int, step: int) -> None:
+    """Write ``generator`` as an mmgan export with a depth-0 trunk, so ``mmgan eval`` reads it."""
+    state = {f"stems.image.{k}": v for k, v in generator.stem.state_dict().items()}
+    state |= {f"heads.image.{k}": v for k, v in generator.head.state_dict().items()}
+    state["trunk.film.image"] = torch.zeros(0, 2, width)
+    state = {k: v.detach().clone().contiguous() for k, v in state.items()}
+    trunk = asdict(TrunkConfig(width=width, depth=0))
+    meta = {"mmgan_version": __version__, "modality": "image", "step": step, "config": asdict(config),
+            "trunk": trunk, "note": "bare DCGAN loop, benchmarks/quality_image.py"}
+    export_generator(run_dir / "export", "image", state, meta)
+
+
+def train_bare(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    machine_header(args.threads)
+    torch.manual_seed(args.seed)
+    config = ImageConfig(image_size=args.image_size)
+    netG, netD = BareGenerator(config, args.width), DCGANDiscriminator(config.ndf, config.image_size)
+    ema = copy.deepcopy(netG).eval().requires_grad_(False)
+    optimizerG = torch.optim.Adam(netG.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    optimizerD = torch.optim.Adam(netD.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    dataset = ShapesDataset(config.image_size, seed=args.seed)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(args.seed))
+    data = (batch for _ in itertools.count() for batch in loader)
+    noise_gen = torch.Generator().manual_seed(args.seed + 1)
+    out, out_ema = Path(args.out), Path(f"{args.out}-ema")
+    log = []
+    start = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        real = next(data)
+        fake = netG(torch.randn(real.shape[0], config.nz, generator=noise_gen))
+        # (1) D: maximize log D(x) + log(1 - D(G(z))), softplus form of the non-saturating loss
+        netD.requires_grad_(True)
+        errD = F.softplus(-netD(real)).mean() + F.softplus(netD(fake.detach())).mean()
+        optimizerD.zero_grad(set_to_none=True)
+        errD.backward()
+        optimizerD.step()
+        # (2) G: maximize log D(G(z)), D frozen
+        netD.requires_grad_(False)
+        errG = F.softplus(-netD(fake)).mean()
+        optimizerG.zero_grad(set_to_none=True)
+        errG.backward()
+        optimizerG.step()
+        with torch.no_grad():  # mmgan's EMA schedule, for the -ema export only
+            decay = ema_decay(step - 1, 0.999, 0.05)
+            for e, p in zip(ema.parameters(), netG.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+            for e, b in zip(ema.buffers(), netG.buffers(), strict=True):
+                e.copy_(b)
+        if step % 100 == 0 or step == args.steps:
+            elapsed = time.perf_counter() - start
+            log.append({"step": step, "d": errD.item(), "g": errG.item(), "seconds": elapsed})
+            print(json.dumps(log[-1]), flush=True)
+    export_bare(netG.eval(), out, config, args.width, args.steps)
+    export_bare(ema, out_ema, config, args.width, args.steps)
+    for run in (out, out_ema):
+        (run / "bare_log.json").write_text(json.dumps({"args": vars(args), "log": log}, indent=1))
+    print(f"exported {out} and {out_ema}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    bare = sub.add_parser("train-bare", help="train the bare DCGAN baseline and export it")
+    bare.add_argument("--out", required=True)
+    bare.add_argument("--steps", type=int, default=5000)
+    bare.add_argument("--batch-size", type=int, default=32)
+    bare.add_argument("--lr", type=float, default=2e-4)
+    bare.add_argument("--beta1", type=float, default=0.5)
+    bare.add_argument("--beta2", type=float, default=0.999)
+    bare.add_argument("--image-size", type=int, default=32)
+    bare.add_argument("--width", type=int, default=512, help="stem output channels (mmgan's trunk.width)")
+    bare.add_argument("--seed", type=int, default=0)
+    bare.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.command == "train-bare":
+        train_bare(args)
+
+
+if __name__ == "__main__":
+    main()
