@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
+from conftest import TINY_CORE
 
+from mmgan import config as cfg
 from mmgan.engine import build_generators
 from mmgan.errors import DataError, MetricError
 from mmgan.evaluation import EvalContext, ModalityGenerator, evaluate
@@ -99,10 +101,7 @@ def test_without_the_extra_pesq_and_stoi_are_left_out_with_a_message(clip, monke
 
 
 @pytest.fixture(scope="module")
-def tiny_vocoder() -> ModalityGenerator:
-    from mmgan import config as cfg
-    from tests.conftest import TINY_CORE
-
+def tiny_vocoder() -> tuple[ModalityGenerator, object]:
     pm = get_plugin_manager()
     run_config = cfg.resolve(get_modality, plugins=("speech",), overrides=[*TINY_CORE, "speech.ngf=4"])
     torch.manual_seed(0)
