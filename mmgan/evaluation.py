@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,27 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
                        generator=ModalityGenerator(generators, name).to(device).eval(),
                        data=data or config.data, num_samples=num_samples, batch_size=batch_size, seed=seed,
                        device=device, options=dict(options or {}), pm=pm)
+
+
+def evaluate_run(run_dir: str | Path, modality: str | None = None, data: str | None = None,
+                 num_samples: int = 5000, batch_size: int = 250, seed: int = 0, device: torch.device | str = "cpu",
+                 options: dict[str, Any] | None = None, pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
+    """What ``mmgan eval`` reports for a run's exported generator: the settings and every plugin's metrics."""
+    from mmgan import __version__
+    from mmgan.checkpoint import read_export
+
+    ctx = context_for_run(run_dir, modality, data, num_samples, batch_size, seed, device, options, pm)
+    started = time.perf_counter()
+    results = evaluate(ctx, pm)
+    if not results:
+        raise PluginError(f"no installed plugin computes metrics for modality {ctx.name!r}")
+    _, meta = read_export(Path(run_dir), ctx.name)
+    return {
+        "run": str(run_dir), "modality": ctx.name, "step": meta.get("step"), "data": ctx.data,
+        "num_samples": num_samples, "seed": seed, "options": {k: str(v) for k, v in ctx.options.items()},
+        "metrics": results, "seconds": round(time.perf_counter() - started, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "mmgan_version": __version__,
+    }
 
 
 def format_table(results: dict[str, float]) -> str:

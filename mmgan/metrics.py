@@ -15,6 +15,7 @@ and call these from their ``mmgan_evaluate`` hook; docs/metrics.md says what eac
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import scipy.linalg
@@ -68,11 +69,16 @@ def frechet_distance_from_statistics(mu1: np.ndarray, sigma1: np.ndarray, mu2: n
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise MetricError(f"feature statistics of different sizes: {mu1.shape} and {mu2.shape}")
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        # a (nearly) singular product: shift both covariances by a small multiple of the identity
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    if caught or not np.isfinite(covmean).all():
+        # a (nearly) singular product: shift both covariances by a small multiple of the identity, as
+        # pytorch-fid does, rather than trust an inaccurate square root
         offset = np.eye(sigma1.shape[0]) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         # round-off gives the square root of a PSD product tiny imaginary parts; large ones mean trouble
         imag = np.abs(covmean.imag).max()
