@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
-from conftest import TINY_CORE
+from conftest import TINY_CORE, assert_one_line_error, read_metrics
 
 from mmgan import config as cfg
 from mmgan.engine import build_generators
@@ -136,3 +136,20 @@ def test_the_hook_reads_whole_wav_files_and_skips_silent_ones(tiny_vocoder, tmp_
     (tmp_path / "b.wav").unlink()
     with pytest.raises(MetricError, match="no usable clip"):
         evaluate(context(tiny_vocoder, str(tmp_path)))
+
+
+def test_periodic_evaluation_and_mmgan_eval_report_the_speech_metrics(tmp_path, cli_run):
+    run = tmp_path / "run"
+    args = ["run", "--plugin", "speech", "--out", run, "--steps", "2", "--batch-size", "2", "--no-progress"]
+    for item in (*TINY_CORE, "speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32",
+                 "train.eval_every=2", "train.eval_samples=1"):
+        args += ["--set", item]
+    assert cli_run(*args).exit_code == 0
+    logged = [r for r in read_metrics(run) if "speech/eval/mel_l1" in r]
+    assert [r["step"] for r in logged] == [2]
+    assert {"speech/eval/mrstft", "speech/eval/mcd_db"} <= set(logged[0])
+
+    result = cli_run("eval", run, "-n", "1", "--seed", "1", "--out", tmp_path / "eval.json")
+    assert result.exit_code == 0, result.output
+    assert "mel_l1" in result.output and "mcd_db" in result.output
+    assert_one_line_error(cli_run("eval", run, "-n", "1", "--data", tmp_path / "missing"), "missing", "does not exist")
