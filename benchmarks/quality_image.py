@@ -113,6 +113,46 @@ def train_bare(args: argparse.Namespace) -> None:
     print(f"exported {out} and {out_ema}")
 
 
+class RealImages(nn.Module):
+    """A stand-in generator that returns fresh real images, ignoring its input: the noise floor row."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        super().__init__()
+        self.data, self.next = ShapesDataset(size, seed=seed), 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch = torch.stack([self.data[self.next + i] for i in range(len(z))])
+        self.next += len(z)
+        return batch
+
+
+COLUMNS = ("swd_32", "swd_16", "swd", "fd", "kid", "precision", "recall", "mode_coverage")
+
+
+def compare(args: argparse.Namespace) -> None:
+    from mmgan.evaluation import EvalContext, evaluate, evaluate_run
+    from mmgan.plugins import get_modality
+
+    torch.set_num_threads(args.threads)
+    header = machine_header(args.threads)
+    rows = {}
+    for run in args.runs:
+        report = evaluate_run(run, num_samples=args.n, seed=args.seed, batch_size=250)
+        rows[run] = report["metrics"] | {"seconds": report["seconds"], "step": report["step"]}
+        print(run, json.dumps(rows[run]), flush=True)
+    # the floor: real images of another seed against the same real set, through the same metrics
+    ctx = EvalContext(modality=get_modality("image"), config=ImageConfig(image_size=args.image_size),
+                      generator=RealImages(args.image_size, seed=12345), data="builtin:shapes",
+                      num_samples=args.n, batch_size=250, seed=args.seed)
+    rows["real images, another seed"] = evaluate(ctx)
+    print("| run | " + " | ".join(COLUMNS) + " |")
+    print("|:--|" + "--:|" * len(COLUMNS))
+    for run, values in rows.items():
+        print(f"| {run} | " + " | ".join(f"{values[c]:.4g}" if c in values else "-" for c in COLUMNS) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"header": header, "args": vars(args), "rows": rows}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,9 +167,18 @@ def main() -> None:
     bare.add_argument("--width", type=int, default=512, help="stem output channels (mmgan's trunk.width)")
     bare.add_argument("--seed", type=int, default=0)
     bare.add_argument("--threads", type=int, default=1)
+    cmp = sub.add_parser("compare", help="the same metrics for each run, plus the real-vs-real floor")
+    cmp.add_argument("runs", nargs="+")
+    cmp.add_argument("-n", type=int, default=5000, help="samples per set (default 5000)")
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--image-size", type=int, default=32)
+    cmp.add_argument("--threads", type=int, default=1)
+    cmp.add_argument("--json", metavar="PATH", help="write every number here")
     args = parser.parse_args()
     if args.command == "train-bare":
         train_bare(args)
+    else:
+        compare(args)
 
 
 if __name__ == "__main__":
