@@ -5,6 +5,8 @@
     OMP_NUM_THREADS=1 python benchmarks/quality_image.py train-bare --out runs/bare-dcgan
     # 2. the same metrics, samples and seeds for every run given (mmgan eval's logic)
     python benchmarks/quality_image.py compare runs/image-default runs/bare-dcgan runs/bare-dcgan-ema -n 5000
+    # 3. which classes each run produces (the counts behind mode_coverage)
+    python benchmarks/quality_image.py classes runs/image-default runs/bare-dcgan runs/bare-dcgan-ema
 
 ``train-bare`` writes two exports in mmgan's format (a trunk of depth 0 is the identity, so
 ``head(stem(z))`` is exactly the paper's generator): ``--out`` holds the raw generator, as
@@ -153,6 +155,23 @@ def compare(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps({"header": header, "args": vars(args), "rows": rows}, indent=2))
 
 
+def class_counts(args: argparse.Namespace) -> None:
+    """How many of n samples the shapes classifier puts in each class, per run: which modes are missing."""
+    from mmgan.evaluation import context_for_run
+    from mmgan_image.datasets import CLASS_NAMES
+    from mmgan_image.features import features_and_classes
+
+    torch.set_num_threads(args.threads)
+    print("| run | " + " | ".join(CLASS_NAMES) + " |")
+    print("|:--|" + "--:|" * len(CLASS_NAMES))
+    for run in args.runs:
+        # the very fakes compare scores: same context, seed and batch size
+        ctx = context_for_run(run, num_samples=args.n, seed=args.seed, batch_size=250)
+        images = torch.cat(list(ctx.fake_batches()))
+        counts = torch.bincount(features_and_classes(images)[1], minlength=len(CLASS_NAMES)).tolist()
+        print(f"| {run} | " + " | ".join(str(c) for c in counts) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,11 +193,13 @@ def main() -> None:
     cmp.add_argument("--image-size", type=int, default=32)
     cmp.add_argument("--threads", type=int, default=1)
     cmp.add_argument("--json", metavar="PATH", help="write every number here")
+    classes = sub.add_parser("classes", help="per-class sample counts of each run (shapes classifier)")
+    classes.add_argument("runs", nargs="+")
+    classes.add_argument("-n", type=int, default=5000)
+    classes.add_argument("--seed", type=int, default=0)
+    classes.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    if args.command == "train-bare":
-        train_bare(args)
-    else:
-        compare(args)
+    {"train-bare": train_bare, "compare": compare, "classes": class_counts}[args.command](args)
 
 
 if __name__ == "__main__":
