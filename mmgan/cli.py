@@ -15,6 +15,13 @@ from mmgan.errors import MMGANError
 from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager
 
 
+def torch_cuda_available() -> bool:
+    """Whether a CUDA device is there (imports torch only when the CLI is built)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 class MMGANGroup(click.Group):
     """Turns every user mistake (an MMGANError) into one line and exit status 1, never a traceback."""
 
@@ -141,6 +148,30 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
                            progress=not no_progress)
     click.echo(f"wrote {manifest['count']} {modality} samples in {len(manifest['shards'])} shards to {out} "
                f"(--data {out})")
+
+
+@cli.command(name="eval")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--data", metavar="SOURCE", help="Real samples: builtin:NAME or a path [default: the run's own].")
+@click.option("-n", "num", type=int, default=5000, show_default=True, help="Samples in each set, real and generated.")
+@click.option("--batch-size", type=int, default=250, show_default=True, help="Batch size for generating.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and the real-sample choice.")
+@click.option("--modality", help="Which modality, for a multi-task run.")
+@click.option("--inception-weights", type=click.Path(path_type=Path), metavar="PATH",
+              help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds the standard FID (images).")
+@click.option("--device", default="cuda" if torch_cuda_available() else "cpu", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Report file [default: RUN/eval.json].")
+def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
+                 inception_weights: Path | None, device: str, out: Path | None) -> None:
+    """Measure a run's exported generator against real samples; no download (docs/metrics.md)."""
+    from mmgan.evaluation import evaluate_run, format_table, write_report
+
+    options = {"inception_weights": inception_weights} if inception_weights else {}
+    report = evaluate_run(run_dir, modality, data, num, batch_size, seed, device, options)
+    click.echo(f"{report['modality']} generator of {run_dir} (step {report['step']}) vs {report['data']}, "
+               f"n={num}, seed={seed}")
+    click.echo(format_table(report["metrics"]))
+    click.echo(f"wrote {write_report(out or Path(run_dir) / 'eval.json', report)}")
 
 
 def build_cli() -> click.Group:

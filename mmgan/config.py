@@ -69,6 +69,9 @@ class TrainConfig:
     channels_last: bool = False
     # "no", "bf16" or "fp16"; empty means Accelerate's own setting (accelerate launch / accelerate config)
     mixed_precision: str = ""
+    # every eval_every steps (0: never) the plugins' metrics of the EMA generator on eval_samples samples
+    eval_every: int = 0
+    eval_samples: int = 1000
 
 
 @dataclass
@@ -253,6 +256,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"train.shuffle_buffer must be positive, got {t.shuffle_buffer}")
     if t.num_workers < 0:
         raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
+    if t.eval_every < 0 or t.eval_samples < 1:
+        raise ConfigError(f"train.eval_every must be >= 0 and train.eval_samples positive, got {t.eval_every} "
+                          f"and {t.eval_samples}")
     tr = config.trunk
     if tr.width < 1 or tr.depth < 0 or tr.expansion < 1 or tr.kernel_size < 1 or tr.kernel_size % 2 == 0:
         raise ConfigError(f"trunk: width >= 1, depth >= 0, expansion >= 1 and an odd kernel_size are required, "

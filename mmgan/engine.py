@@ -181,6 +181,8 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith("/adv")}, refresh=False)
             if self.step % t.sample_every == 0 or self.step == t.steps:
                 self.write_samples()
+            if t.eval_every and (self.step % t.eval_every == 0 or self.step == t.steps):
+                self.evaluate()
             if self.step % t.checkpoint_every == 0 or self.step == t.steps:
                 self.save_checkpoint()
         bar.close()
@@ -305,6 +307,28 @@ class Trainer:
             path = self.run_dir / "samples" / name / f"step_{self.step:06d}"
             self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
                                              config=self.config.modalities[name], real=real)
+
+    def evaluate(self) -> dict[str, float]:
+        """The plugins' metrics of the EMA generators (rank 0), logged as ``<modality>/eval/<metric>``."""
+        from mmgan.errors import MMGANError
+        from mmgan.evaluation import EvalContext, ModalityGenerator, evaluate
+
+        if not self.accelerator.is_main_process:
+            return {}
+        t, record = self.config.train, {}
+        for name, modality in self.modalities.items():
+            mcfg = self.config.modalities[name]
+            ctx = EvalContext(modality=modality, config=mcfg, generator=ModalityGenerator(self.ema, name),
+                              data=mcfg.data, num_samples=t.eval_samples, batch_size=t.batch_size,
+                              seed=self.config.run.seed, device=self.accelerator.device, pm=self.pm)
+            try:
+                record.update({f"{name}/eval/{k}": v for k, v in evaluate(ctx, self.pm).items()})
+            # a setting too small for a metric, or data it cannot read, must not end a long run
+            except MMGANError as exc:
+                log.warning("step %d: %s evaluation skipped: %s", self.step, name, exc)
+        if record:
+            self._append_metrics({"step": self.step, **record})
+        return record
 
     def export(self) -> None:
         """Write each modality's EMA generator as safetensors + JSON for ``mmgan generate``."""

@@ -21,3 +21,7 @@ class PluginError(MMGANError):
 
 class CheckpointError(MMGANError):
     """A run directory without a usable checkpoint or export, or a corrupt one."""
+
+
+class MetricError(MMGANError):
+    """An evaluation that cannot give a meaningful number: too few samples, mismatched shapes."""

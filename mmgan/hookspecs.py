@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from mmgan.evaluation import EvalContext
     from mmgan.losses import AdversarialLoss, LossContext
     from mmgan.modality import Modality
     from mmgan.shards import ShardCodec
@@ -113,6 +114,17 @@ def mmgan_write_samples(
     Write ``samples`` (generator output, float32 on CPU) for ``modality`` at ``path``, atomically; the
     plugin adds the suffix when ``path`` has none. ``real`` is a batch of real samples to show beside
     them, or None. Return the written paths, or None if the modality is not yours.
+    """
+
+
+@hookspec
+def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
+    """Called by ``mmgan eval`` and every ``train.eval_every`` steps, once per modality. Return metrics or None.
+
+    ``ctx`` holds the modality, its config, its generator in eval mode, the real-data source and seeded
+    ``real_batches()``/``fake_batches()``. Return ``{name: value}`` for modalities you measure, None for
+    the others. Answers of all plugins are merged; one name returned by two plugins is a PluginError.
+    Raise ``mmgan.errors.MetricError`` (one line) when the samples cannot give a meaningful number.
     """
 
 

@@ -20,7 +20,7 @@ def test_the_contract_has_every_capability():
     assert set(HOOKS) >= {
         "mmgan_register_modalities", "mmgan_build_generator", "mmgan_build_discriminator",
         "mmgan_register_losses", "mmgan_generator_loss_terms", "mmgan_discriminator_loss_terms",
-        "mmgan_read_data", "mmgan_write_samples", "mmgan_register_commands",
+        "mmgan_read_data", "mmgan_write_samples", "mmgan_register_commands", "mmgan_evaluate",
     }
 
 
@@ -31,7 +31,8 @@ def test_hook_is_typed_and_says_when_it_is_called(name):
     assert re.search(r"\bcalled\b", doc, re.IGNORECASE), f"{name}: docstring must say when it is called"
     hints = typing.get_type_hints(fn, vars(hookspecs) | vars(__import__("mmgan.losses").losses)
                                   | vars(__import__("mmgan.modality").modality)
-                                  | vars(__import__("mmgan.shards").shards))
+                                  | vars(__import__("mmgan.shards").shards)
+                                  | vars(__import__("mmgan.evaluation").evaluation))
     params = inspect.signature(fn).parameters
     assert set(params) <= set(hints) and "return" in hints, f"{name}: every argument and the return are typed"
 

@@ -272,3 +272,16 @@ def test_cli_packs_an_ljspeech_folder_in_metadata_order_skipping_unreadable_clip
         with tarfile.open(tmp_path / "lj" / shard["name"]) as tar:
             names += [json.loads(tar.extractfile(m).read())["name"] for m in tar if m.name.endswith(".json")]
     assert sorted(names) == sorted(f"wavs/{i}.wav" for i in ids if i != ids[2])
+
+
+def test_evaluation_reads_real_samples_from_shards(image_shards):
+    from mmgan.evaluation import EvalContext
+    from mmgan.plugins import get_modality
+    from mmgan_image.plugin import ImageConfig
+
+    ctx = EvalContext(modality=get_modality("image"), config=ImageConfig(), generator=torch.nn.Identity(),
+                      data=str(image_shards), num_samples=30, batch_size=8)
+    batches = list(ctx.real_batches())
+    assert [len(b) for b in batches] == [8, 8, 8, 6] and batches[0].shape[1:] == (3, 32, 32)
+    again = torch.cat(list(ctx.real_batches()))
+    assert torch.equal(torch.cat(batches), again)  # seeded

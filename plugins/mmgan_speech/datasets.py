@@ -24,6 +24,7 @@ __all__ = [
     "SkippedClip",
     "SpeechLikeDataset",
     "WavFolderDataset",
+    "find_wav_files",
     "open_speech_source",
 ]
 
@@ -261,6 +262,42 @@ class SpeechLikeDataset(torch.utils.data.Dataset):
 # --- folders of WAV files --------------------------------------------------------------------------------
 
 
+def find_wav_files(root: str | Path) -> list[Path]:
+    """The WAV files of a source: ``root`` itself if it is a .wav file, an LJSpeech root's clips in
+    metadata order (``wavs/<id>.wav``), or every .wav under a folder (any case, recursive, sorted).
+
+    Raises a one-line :class:`~mmgan.errors.DataError` when there is nothing to read.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"WAV source {root} does not exist")
+    if root.is_file():
+        if root.suffix.lower() != ".wav":
+            raise DataError(f"WAV source {root} is neither a folder nor a .wav file")
+        return [root]
+    if not root.is_dir():
+        raise DataError(f"WAV source {root} is not a folder")
+    metadata = root / "metadata.csv"
+    if metadata.is_file():
+        if not (root / "wavs").is_dir():
+            raise DataError(f"LJSpeech folder {root} has metadata.csv but no wavs/ directory")
+        ids = []
+        for line in metadata.read_text(encoding="utf-8", errors="replace").splitlines():
+            clip_id = line.split("|", 1)[0].strip()
+            if clip_id:
+                ids.append(clip_id)
+        if not ids:
+            raise DataError(f"LJSpeech folder {root}: metadata.csv lists no clips")
+        return [root / "wavs" / f"{clip_id}.wav" for clip_id in ids]
+    found = sorted(
+        (p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    if not found:
+        raise DataError(f"no .wav files (any case, searched recursively) in {root}")
+    return found
+
+
 @dataclass(frozen=True)
 class SkippedClip:
     """A file left out of a :class:`WavFolderDataset`: ``reason`` is "unreadable", "silent" or "short"."""
@@ -295,7 +332,7 @@ class WavFolderDataset(torch.utils.data.Dataset):
             raise ValueError(f"short_clips must be one of {', '.join(SHORT_CLIP_POLICIES)}, got {short_clips!r}")
         self.short_clips = short_clips
 
-        candidates = self._discover()
+        candidates = find_wav_files(self.root)
         self.files: list[Path] = []
         self.skipped: list[SkippedClip] = []
         self.padded: list[Path] = []
@@ -328,36 +365,6 @@ class WavFolderDataset(torch.utils.data.Dataset):
         if summary:
             log.warning("WAV source %s: %s", self.root, summary)
         self._cache: tuple[int, np.ndarray] | None = None  # the last decoded clip; windows come in runs
-
-    def _discover(self) -> list[Path]:
-        root = self.root
-        if not root.exists():
-            raise DataError(f"WAV source {root} does not exist")
-        if root.is_file():
-            if root.suffix.lower() != ".wav":
-                raise DataError(f"WAV source {root} is neither a folder nor a .wav file")
-            return [root]
-        if not root.is_dir():
-            raise DataError(f"WAV source {root} is not a folder")
-        metadata = root / "metadata.csv"
-        if metadata.is_file():
-            if not (root / "wavs").is_dir():
-                raise DataError(f"LJSpeech folder {root} has metadata.csv but no wavs/ directory")
-            ids = []
-            for line in metadata.read_text(encoding="utf-8", errors="replace").splitlines():
-                clip_id = line.split("|", 1)[0].strip()
-                if clip_id:
-                    ids.append(clip_id)
-            if not ids:
-                raise DataError(f"LJSpeech folder {root}: metadata.csv lists no clips")
-            return [root / "wavs" / f"{clip_id}.wav" for clip_id in ids]
-        found = sorted(
-            (p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()),
-            key=lambda p: p.relative_to(root).as_posix(),
-        )
-        if not found:
-            raise DataError(f"no .wav files (any case, searched recursively) in {root}")
-        return found
 
     def _summary(self, total: int) -> str:
         parts = []

@@ -12,6 +12,7 @@ from torch import nn
 
 import mmgan
 from mmgan.errors import ConfigError
+from mmgan.evaluation import EvalContext
 from mmgan.losses import LossContext
 from mmgan.modality import Modality, ModalityConfig
 from mmgan_speech.datasets import open_speech_source
@@ -134,6 +135,25 @@ def mmgan_write_samples(
     if modality != NAME:
         return None
     return write_speech_samples(samples, Path(path), real, config=MEL)
+
+
+@mmgan.hookimpl
+def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
+    """Copy synthesis of ``ctx.num_samples`` held-out clips of ``ctx.data``: mel_l1, mrstft, mcd_db, and
+    pesq_wb and stoi with the ``audio-metrics`` extra (``mmgan_speech.metrics``)."""
+    if ctx.name != NAME:
+        return None
+    from mmgan_speech.metrics import HELD_OUT_SECONDS, evaluate_vocoder
+    from mmgan_speech.vocode import vocode
+
+    def step(modality: str, mel: torch.Tensor) -> torch.Tensor:
+        return ctx.generator(mel.to(ctx.device)).float().cpu()
+
+    def vocoder(mel: torch.Tensor) -> torch.Tensor:
+        return vocode(step, mel)  # chunked as `mmgan vocode`: memory bounded on long clips
+
+    seconds = float(ctx.options.get("speech_clip_seconds", HELD_OUT_SECONDS))
+    return evaluate_vocoder(vocoder, ctx.data, ctx.num_samples, ctx.seed, MEL, seconds)
 
 
 @mmgan.hookimpl
