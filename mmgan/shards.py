@@ -161,13 +161,19 @@ class ShardSet:
 
 
 def is_shard_source(source: str) -> bool:
-    """True for a brace pattern, a ``.tar`` path, or a directory holding a manifest or ``.tar`` files."""
+    """True for a brace pattern, a ``.tar`` path, or a directory holding a manifest or only ``.tar`` files
+    (an interrupted pack; a data folder with a stray tar in it stays a data folder)."""
     if source.startswith("builtin:"):
         return False
     if "{" in source or source.endswith(".tar"):
         return True
     path = Path(source)
-    return path.is_dir() and ((path / MANIFEST).exists() or any(path.glob("*.tar")))
+    if not path.is_dir():
+        return False
+    if (path / MANIFEST).exists():
+        return True
+    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return bool(files) and all(p.name.endswith((".tar", ".tar.partial")) for p in files)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from mmgan.engine import Trainer
 from mmgan.errors import DataError
-from mmgan.shards import ShardStream, open_shards, pack
+from mmgan.shards import ShardStream, is_shard_source, open_shards, pack
 from mmgan_image.datasets import ShapesDataset
 from mmgan_image.shards import ImageCodec, png_bytes
 from mmgan_speech.audio import write_wav
@@ -193,6 +193,9 @@ def test_bad_shard_sources_are_one_line_errors(image_shards, tmp_path, cli_run):
     shutil.copy(image_shards / "img-000000.tar", half / "img-000000.tar")
     with pytest.raises(DataError, match="no manifest.json"):
         open_shards(str(half))
+    assert is_shard_source(str(half))
+    (half / "photo.png").write_bytes(png_bytes(torch.zeros(3, 8, 8)))
+    assert not is_shard_source(str(half))  # an image folder with a stray tar in it is still an image folder
 
     # shards of another modality, through the CLI
     assert_one_line_error(cli_run("run", "--plugin", "speech", "--data", image_shards, "--out", tmp_path / "r",
