@@ -116,8 +116,9 @@ def default_config(modalities: Iterable[Modality]) -> RunConfig:
             if value == chosen[key][0]:
                 continue
             keep = max(chosen[key], (value, modality.name)) if key == "steps" else chosen[key]
-            log.info("modalities suggest different train.%s (%s: %r, %s: %r); using %r", key, chosen[key][1],
-                     chosen[key][0], modality.name, value, keep[0])
+            log.info("modalities suggest different train.%s (%s: %r, %s: %r); using %r%s", key, chosen[key][1],
+                     chosen[key][0], modality.name, value, keep[0],
+                     f" (per modality: --set {modality.name}.batch_size={value})" if key == "batch_size" else "")
             chosen[key] = keep
     for key, (value, _) in chosen.items():
         set_value(config, f"train.{key}", value)
@@ -268,6 +269,8 @@ def validate(config: RunConfig) -> None:
     if not config.run.modalities:
         raise ConfigError("no modality to train: pass --plugin NAME")
     for name, section in config.modalities.items():
+        if getattr(section, "batch_size", 0) < 0:
+            raise ConfigError(f"{name}.batch_size must be >= 0 (0: train.batch_size), got {section.batch_size}")
         _validate_section(section, f"[{name}]")
 
 

@@ -121,17 +121,18 @@ class Trainer:
             mcfg = config.modalities[name]
             dataset = open_training_data(self.pm, name, mcfg, config.run.seed, acc.process_index, acc.num_processes,
                                          t.num_workers, t.shuffle_buffer)
-            if len(dataset) < t.batch_size * acc.num_processes:
+            batch = self.batch_size(name)
+            if len(dataset) < batch * acc.num_processes:
                 raise DataError(f"data source {mcfg.data!r} holds {len(dataset)} {name} samples, fewer than one "
-                                f"batch of {t.batch_size} per process; add data or lower --batch-size")
+                                f"batch of {batch} per process; add data or lower --batch-size")
             self.datasets[name] = dataset
             if isinstance(dataset, ShardStream):
                 # split by rank and worker in the stream itself: Accelerate must not shard it again
-                self.streams[name] = DataLoader(dataset, batch_size=t.batch_size, drop_last=True,
+                self.streams[name] = DataLoader(dataset, batch_size=batch, drop_last=True,
                                                 num_workers=t.num_workers, pin_memory=acc.device.type == "cuda")
                 continue
             sampler = EpochSampler(len(dataset), config.run.seed)
-            loaders.append(DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
+            loaders.append(DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True,
                                       num_workers=t.num_workers, persistent_workers=t.num_workers > 0))
             self.samplers[name] = sampler
         prepared = acc.prepare(generators, discriminators, opt_g, opt_d, *loaders)
@@ -250,10 +251,14 @@ class Trainer:
         """This process's batches of one modality, from the current step on, endlessly."""
         if name in self.streams:
             loader = self.streams[name]
-            loader.dataset.set_start(self.step, self.config.train.batch_size)
+            loader.dataset.set_start(self.step, self.batch_size(name))
             device = self.accelerator.device
             return (batch.to(device, non_blocking=True) for batch in loader)
         return endless_batches(self.accelerator, self.loaders[name], self.samplers[name], self.step)
+
+    def batch_size(self, name: str) -> int:
+        """The batch per process of modality ``name``: its own ``batch_size``, else ``train.batch_size``."""
+        return self.config.modalities[name].batch_size or self.config.train.batch_size
 
     def _mean_over_processes(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
         """The logged losses, averaged over all processes (every process calls this at the same steps)."""

@@ -16,10 +16,13 @@ class ModalityConfig:
 
     ``data`` is the source to train on; ``loss`` names this modality's adversarial loss (empty: the
     run's ``train.loss``), so a multi-task run can train each modality with its paper's objective.
+    ``batch_size`` is this modality's batch per process (0: ``train.batch_size``), so a multi-task run
+    can give each modality its paper's batch.
     """
 
     data: str = ""
     loss: str = ""
+    batch_size: int = 0
 
 
 @dataclass(frozen=True)

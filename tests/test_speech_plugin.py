@@ -7,6 +7,7 @@ from conftest import TINY, TINY_CORE, assert_one_line_error, read_metrics
 
 from mmgan import config as cfg
 from mmgan.engine import Trainer
+from mmgan.errors import ConfigError
 from mmgan.inference import load_generator
 from mmgan.plugins import get_modality
 from mmgan_speech.audio import read_wav, write_wav
@@ -99,6 +100,18 @@ def test_multi_task_shares_one_trunk_that_learns_from_both(tmp_path):
     trainer.fit()
     keys = set(read_metrics(tmp_path / "mt")[-1])
     assert {"image/g/adv", "speech/g/adv", "speech/g/mel"} <= keys
+
+
+def test_each_modality_of_a_multi_task_run_can_have_its_own_batch_size(tmp_path):
+    config = cfg.resolve(get_modality, plugins=["image", "speech"], out=tmp_path / "mb", steps=1, batch_size=4,
+                         overrides=[*TINY, *SPEECH_TINY, "speech.batch_size=2"])
+    trainer = Trainer(config, progress=False)
+    batches = {name: next(trainer._batches(name)) for name in trainer.modalities}
+    assert batches["image"].shape[0] == 4 and batches["speech"].shape[0] == 2
+    trainer.fit()
+    assert read_metrics(tmp_path / "mb")[-1]["step"] == 1
+    with pytest.raises(ConfigError, match="speech.batch_size must be >= 0"):
+        cfg.resolve(get_modality, plugins=["speech"], out=tmp_path / "x", overrides=["speech.batch_size=-1"])
 
 
 def test_init_trunk_seeds_speech_from_an_image_run(tmp_path, cli_run):
