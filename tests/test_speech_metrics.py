@@ -138,6 +138,20 @@ def test_the_hook_reads_whole_wav_files_and_skips_silent_ones(tiny_vocoder, tmp_
         evaluate(context(tiny_vocoder, str(tmp_path)))
 
 
+def test_the_hook_reads_whole_clips_from_speech_shards(tiny_vocoder, tmp_path):
+    from mmgan.shards import pack
+    from mmgan_speech.shards import SpeechCodec
+
+    speech = SpeechLikeDataset(seed=5)
+    (tmp_path / "wavs").mkdir()
+    for i in range(3):
+        write_wav(tmp_path / "wavs" / f"{i}.wav", speech.clip(i, 0.3 + 0.1 * i).reshape(-1).numpy(), SR)
+    pack(SpeechCodec(2048, SR), "speech", str(tmp_path / "wavs"), tmp_path / "sp", shard_size=2, progress=False)
+    clips = list(metrics.held_out_clips(str(tmp_path / "sp"), 10))
+    assert sorted(len(c) for c in clips) == [round(s * SR) for s in (0.3, 0.4, 0.5)]  # whole, not cropped
+    assert "mel_l1" in evaluate(context(tiny_vocoder, str(tmp_path / "sp"), n=2))
+
+
 def test_periodic_evaluation_and_mmgan_eval_report_the_speech_metrics(tmp_path, cli_run):
     run = tmp_path / "run"
     args = ["run", "--plugin", "speech", "--out", run, "--steps", "2", "--batch-size", "2", "--no-progress"]

@@ -42,9 +42,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import scipy.signal
 import torch
+import webdataset as wds
 
 from mmgan.errors import DataError, MetricError
-from mmgan_speech.audio import is_silent, peak_normalize, read_wav
+from mmgan.shards import is_shard_source, open_shards
+from mmgan_speech.audio import is_silent, peak_normalize, read_wav, read_wav_bytes
 from mmgan_speech.datasets import PEAK, SpeechLikeDataset, find_wav_files
 from mmgan_speech.losses import STFT_RESOLUTIONS, multi_resolution_stft
 from mmgan_speech.mel import MelConfig, mel_spectrogram
@@ -230,14 +232,18 @@ def held_out_clips(source: str, num_clips: int, seed: int = 0, seconds: float = 
         for i in range(num_clips):
             yield data.clip(i, seconds).reshape(-1)
         return
-    files = find_wav_files(source)
-    order = np.random.default_rng(seed).permutation(len(files))
+    if is_shard_source(source):
+        waves = _shard_clips(source, sample_rate)
+    else:
+        files = find_wav_files(source)
+        order = np.random.default_rng(seed).permutation(len(files))
+        waves = (functools.partial(read_wav, files[index], sample_rate) for index in order)
     given = 0
-    for index in order:
+    for load in waves:
         if given == num_clips:
             return
         try:
-            wave = read_wav(files[index], sample_rate)[: int(MAX_CLIP_SECONDS * sample_rate)]
+            wave = load()[: int(MAX_CLIP_SECONDS * sample_rate)]
         except DataError as exc:
             log.warning("speech eval: skipped %s", exc)
             continue
@@ -245,6 +251,15 @@ def held_out_clips(source: str, num_clips: int, seed: int = 0, seconds: float = 
             continue
         given += 1
         yield torch.from_numpy(peak_normalize(wave, PEAK))
+
+
+def _shard_clips(source: str, sample_rate: int) -> Iterator[Callable[[], np.ndarray]]:
+    """Loaders of the whole clips in WebDataset shards (``mmgan data pack`` output), in shard order."""
+    shards = open_shards(source)
+    for url in shards.urls:
+        for sample in wds.tariterators.tarfile_samples([{"url": url}]):
+            if "wav" in sample:
+                yield functools.partial(read_wav_bytes, sample["wav"], f"{url}:{sample['__key__']}.wav", sample_rate)
 
 
 @functools.cache
