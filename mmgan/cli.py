@@ -29,7 +29,17 @@ class MMGANGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MMGANError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(exc)) from None
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc``; for an error a DataLoader worker raised (re-raised in the main process as
+    "Caught X in DataLoader worker process N. Original Traceback ..."), the original message alone."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 @click.group(cls=MMGANGroup)

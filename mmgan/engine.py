@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pluggy
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -93,7 +94,10 @@ class Trainer:
             # precision; a process that runs several trainings (tests, notebooks, benchmarks) must reset
             # it. The process group (PartialState) is kept.
             AcceleratorState._reset_state(reset_partial_state=False)
-        self.accelerator = Accelerator(mixed_precision=t.mixed_precision or None)
+        # rank 0 alone samples and evaluates while the others wait at the next collective: allow it an hour
+        # (NCCL's default of 10 minutes would kill a run during a long periodic evaluation)
+        self.accelerator = Accelerator(mixed_precision=t.mixed_precision or None,
+                                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=1))])
         set_seed(config.run.seed)
         self.modalities = {name: get_modality(name, self.pm) for name in config.run.modalities}
         # each modality's adversarial loss: its own [<modality>] loss, else train.loss

@@ -50,12 +50,11 @@ VERSION = 1
 
 @dataclass
 class PackStream:
-    """What a codec packs from one source: ``count`` samples (an upper bound when ``exact`` is False:
-    unreadable inputs found on the way are skipped), each a ``{extension: bytes}`` dict."""
+    """What a codec packs from one source: ``count`` samples (for the progress bar), each a
+    ``{extension: bytes}`` dict."""
 
     count: int
     samples: Iterable[dict[str, bytes]]
-    exact: bool = True
 
 
 class ShardCodec(ABC):
@@ -97,6 +96,8 @@ def pack(codec: ShardCodec, modality: str, source: str, out: Path, shard_size: i
         raise DataError(f"--shard-size must be positive, got {shard_size}")
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be positive, got {limit}")
+    if not 0 <= seed < 2**32:
+        raise DataError(f"--seed must be in [0, 2**32), got {seed}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} already exists and is not an empty directory; choose a new output directory")
@@ -291,10 +292,14 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # DataLoader takes batches from its workers in turn, starting with worker 0. Batch `start` of the
+        # unbroken run came from worker start % num_workers, so after a resume physical worker 0 plays
+        # that worker's part, worker 1 the next one's, and so on
+        worker = (worker + self.start_batches) % num_workers
         slot, mine, quota = self.assignment(worker, num_workers)
-        if quota == 0:  # more workers than samples per rank: this one has nothing to do
+        if quota == 0:  # more workers than samples per rank (training refuses that): nothing to do
             return
-        # DataLoader takes batches from its workers in turn, so this worker made every num_workers-th batch
+        # so this worker made every num_workers-th batch before the resume
         batches = self.start_batches // num_workers + (worker < self.start_batches % num_workers)
         epoch, skip = divmod(batches * self.batch_size, quota)
         while True:
@@ -307,14 +312,23 @@ class ShardStream(IterableDataset):
         # sizes that is every sample of this slot's shards exactly once
         raw = itertools.islice(self._raw(urls, rng), quota)
         stream = wds.filters._shuffle(raw, bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)
+        decoded, failure = 0, ""
         for index, sample in enumerate(stream):
             if index < skip:
                 continue
             try:
-                yield self.codec.decode(sample, np.random.default_rng([self.seed, epoch, slot, index]))
+                item = self.codec.decode(sample, np.random.default_rng([self.seed, epoch, slot, index]))
             except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad member, never a bug here
-                self._skip(f"{sample.get('__url__')}: sample {sample.get('__key__')!r} cannot be decoded "
+                failure = (f"{sample.get('__url__')}: sample {sample.get('__key__')!r} cannot be decoded "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+                self._skip(failure)
+                continue
+            decoded += 1
+            yield item
+        if failure and decoded == 0 and quota > skip:
+            # a whole epoch without one usable sample: another modality's or a foreign format, not bad luck
+            raise DataError(f"--data {self.shards.source}: not one sample of an epoch could be decoded; "
+                            f"last: {failure}")
 
     def _raw(self, urls: list[str], rng: random.Random) -> Iterator[dict[str, Any]]:
         """Undecoded samples from ``urls`` in a fresh random order each pass, pass after pass."""
@@ -351,6 +365,10 @@ class ShardStream(IterableDataset):
 def open_shard_stream(shards: ShardSet, codec: ShardCodec, modality: str, seed: int, rank: int, world_size: int,
                       num_workers: int, shuffle_buffer: int) -> ShardStream:
     check_manifest(shards, modality, codec)
+    per_rank = math.ceil(shards.total / world_size)
+    if num_workers > per_rank:
+        raise DataError(f"train.num_workers={num_workers} exceeds the {per_rank} samples each process reads from "
+                        f"--data {shards.source} per epoch; lower train.num_workers")
     slots = world_size * max(num_workers, 1)
     if len(shards.urls) < slots:
         log.warning("--data %s: %d shard(s) for %d (rank, worker) slots; every slot reads all shards, so ranks "
