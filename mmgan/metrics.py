@@ -48,12 +48,15 @@ def min_samples_for_covariance(dims: int) -> int:
     return dims + 1
 
 
-def check_enough_samples(n: int, dims: int, what: str) -> None:
-    """A MetricError naming the minimum when ``n`` samples of ``dims`` features are too few."""
+def check_enough_samples(n: int, dims: int, what: str, hint: str = "") -> None:
+    """A MetricError naming the minimum when ``n`` samples of ``dims`` features are too few.
+
+    ``hint`` says what to do (default: ``pass -n <minimum> or more``).
+    """
     minimum = min_samples_for_covariance(dims)
     if n < minimum:
         raise MetricError(f"{what} needs at least {minimum} samples for a stable covariance of {dims} features, "
-                          f"got {n}; pass -n {minimum} or more")
+                          f"got {n}; {hint or f'pass -n {minimum} or more'}")
 
 
 def feature_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -158,3 +158,14 @@ def test_periodic_evaluation_is_logged_in_metrics_jsonl(tiny_config, tmp_path):
 def test_package_data_ships_the_classifier_weights():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"weights/*.safetensors"' in text
+
+
+def test_eval_against_a_folder_with_too_few_images_names_it(cli_run, tiny_run, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(5):
+        Image.new("RGB", (32, 32), (40 * i, 80, 120)).save(folder / f"{i}.png")
+    result = cli_run("eval", tiny_run, "--data", folder, "-n", 150, "--out", tmp_path / "e.json")
+    assert_one_line_error(result, "at least 129 samples", str(folder), "got 5")
