@@ -114,9 +114,18 @@ def test_eval_with_real_images_of_another_size_names_both(cli_run, tiny_run):
     assert_one_line_error(result, "64x64", "32x32")
 
 
-def test_fid_inception_loads_pytorch_fid_keys_and_gives_pool3_features(tmp_path):
-    model = FIDInceptionV3()
-    state = model.state_dict()
+@pytest.fixture(scope="module")
+def random_inception_file(tmp_path_factory) -> Path:
+    """Randomly initialised FID Inception weights, saved as old torch wrote pytorch-fid's file: no BatchNorm
+    step counters (half precision: the loader copies into float32 parameters; half the bytes to write)."""
+    path = tmp_path_factory.mktemp("inception") / "fid.pth"
+    torch.save({k: v.half() for k, v in FIDInceptionV3().state_dict().items() if not k.endswith("num_batches_tracked")},
+               path)
+    return path
+
+
+def test_fid_inception_loads_pytorch_fid_keys_and_gives_pool3_features(random_inception_file):
+    state = FIDInceptionV3().state_dict()
     known = {  # keys and shapes of pytorch-fid's pt_inception-2015-12-05-6726825d.pth
         "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "Conv2d_4a_3x3.bn.running_var": (192,),
         "Mixed_5b.branch5x5_1.conv.weight": (48, 192, 1, 1), "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7),
@@ -125,11 +134,7 @@ def test_fid_inception_loads_pytorch_fid_keys_and_gives_pool3_features(tmp_path)
     }
     for key, shape in known.items():
         assert tuple(state[key].shape) == shape, key
-    # randomly initialised weights, saved as old torch wrote the file: no BatchNorm step counters
-    # (half precision: the loader copies into float32 parameters, and the test writes half the bytes)
-    torch.save({k: v.half() for k, v in state.items() if not k.endswith("num_batches_tracked")},
-               tmp_path / "fid.pth")
-    loaded = load_fid_inception(tmp_path / "fid.pth")
+    loaded = load_fid_inception(random_inception_file)
     feats = inception_features(loaded, torch.rand(2, 3, 32, 32) * 2 - 1)
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
 
@@ -169,3 +174,10 @@ def test_eval_against_a_folder_with_too_few_images_names_it(cli_run, tiny_run, t
         Image.new("RGB", (32, 32), (40 * i, 80, 120)).save(folder / f"{i}.png")
     result = cli_run("eval", tiny_run, "--data", folder, "-n", 150, "--out", tmp_path / "e.json")
     assert_one_line_error(result, "at least 129 samples", str(folder), "got 5")
+
+
+def test_fid_with_fewer_samples_than_inception_features_names_the_minimum(cli_run, tiny_run, random_inception_file):
+    result = cli_run("eval", tiny_run, "-n", 150, "--inception-weights", random_inception_file,
+                     "--out", tiny_run / "fid.json")
+    assert_one_line_error(result, "FID needs at least 2049 samples", "-n 2049")
+
