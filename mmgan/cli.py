@@ -169,7 +169,8 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
 @click.option("--modality", help="Which modality, for a multi-task run.")
 @click.option("--inception-weights", type=click.Path(path_type=Path), metavar="PATH",
               help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds the standard FID (images).")
-@click.option("--device", default="cuda" if torch_cuda_available() else "cpu", show_default=True)
+@click.option("--device", default="cuda" if torch_cuda_available() else "cpu", show_default=True,
+              help="Where the generator and the feature networks run.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report file [default: RUN/eval.json].")
 def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
                  inception_weights: Path | None, device: str, out: Path | None) -> None:

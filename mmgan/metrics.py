@@ -48,12 +48,15 @@ def min_samples_for_covariance(dims: int) -> int:
     return dims + 1
 
 
-def check_enough_samples(n: int, dims: int, what: str) -> None:
-    """A MetricError naming the minimum when ``n`` samples of ``dims`` features are too few."""
+def check_enough_samples(n: int, dims: int, what: str, hint: str = "") -> None:
+    """A MetricError naming the minimum when ``n`` samples of ``dims`` features are too few.
+
+    ``hint`` says what to do (default: ``pass -n <minimum> or more``).
+    """
     minimum = min_samples_for_covariance(dims)
     if n < minimum:
         raise MetricError(f"{what} needs at least {minimum} samples for a stable covariance of {dims} features, "
-                          f"got {n}; pass -n {minimum} or more")
+                          f"got {n}; {hint or f'pass -n {minimum} or more'}")
 
 
 def feature_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +109,8 @@ def kernel_inception_distance(real: np.ndarray | torch.Tensor, fake: np.ndarray 
                               subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Mean and standard deviation over ``subsets`` of the unbiased MMD^2 with ``k(x, y) = (x.y / d + 1)^3``.
 
-    Each subset draws ``min(subset_size, len(real), len(fake))`` samples from each set without replacement.
+    Each subset draws ``min(subset_size, len(real), len(fake))`` samples from each set without replacement;
+    when that is all of both sets, one subset is the answer (and the standard deviation 0).
     Unbiased: the expected value for two sets from one distribution is 0, so a single estimate can be
     slightly negative.
     """
@@ -115,6 +119,8 @@ def kernel_inception_distance(real: np.ndarray | torch.Tensor, fake: np.ndarray 
     if m < 2:
         raise MetricError(f"KID needs at least 2 samples in each set, got {len(real)} and {len(fake)}")
     d = real.shape[1]
+    if m == len(real) == len(fake):
+        subsets = 1  # every subset would be the whole of both sets: the same number each time
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(subsets):

@@ -74,11 +74,11 @@ def test_mode_coverage_counts_the_classes_present():
 
 
 def test_mmgan_eval_prints_a_table_and_writes_eval_json(cli_run, tiny_run):
-    result = cli_run("eval", tiny_run, "-n", 200, "--batch-size", 100)
+    result = cli_run("eval", tiny_run, "-n", 150, "--batch-size", 100)
     assert result.exit_code == 0, result.output
     report = json.loads((tiny_run / "eval.json").read_text())
     expected = {"swd_32", "swd_16", "swd", "fd", "kid", "kid_std", "precision", "recall", "mode_coverage"}
-    assert set(report["metrics"]) == expected and report["num_samples"] == 200
+    assert set(report["metrics"]) == expected and report["num_samples"] == 150
     assert report["data"] == "builtin:shapes" and report["step"] == 2
     for name in expected:
         assert name in result.output
@@ -114,9 +114,18 @@ def test_eval_with_real_images_of_another_size_names_both(cli_run, tiny_run):
     assert_one_line_error(result, "64x64", "32x32")
 
 
-def test_fid_inception_loads_pytorch_fid_keys_and_gives_pool3_features(tmp_path):
-    model = FIDInceptionV3()
-    state = model.state_dict()
+@pytest.fixture(scope="module")
+def random_inception_file(tmp_path_factory) -> Path:
+    """Randomly initialised FID Inception weights, saved as old torch wrote pytorch-fid's file: no BatchNorm
+    step counters (half precision: the loader copies into float32 parameters; half the bytes to write)."""
+    path = tmp_path_factory.mktemp("inception") / "fid.pth"
+    torch.save({k: v.half() for k, v in FIDInceptionV3().state_dict().items() if not k.endswith("num_batches_tracked")},
+               path)
+    return path
+
+
+def test_fid_inception_loads_pytorch_fid_keys_and_gives_pool3_features(random_inception_file):
+    state = FIDInceptionV3().state_dict()
     known = {  # keys and shapes of pytorch-fid's pt_inception-2015-12-05-6726825d.pth
         "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "Conv2d_4a_3x3.bn.running_var": (192,),
         "Mixed_5b.branch5x5_1.conv.weight": (48, 192, 1, 1), "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7),
@@ -125,11 +134,7 @@ def test_fid_inception_loads_pytorch_fid_keys_and_gives_pool3_features(tmp_path)
     }
     for key, shape in known.items():
         assert tuple(state[key].shape) == shape, key
-    # a file as old torch wrote it: no BatchNorm step counters
-    random = {k: torch.rand_like(v) + 0.5 if k.endswith("running_var") else torch.randn_like(v) * 0.05
-              for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    torch.save(random, tmp_path / "fid.pth")
-    loaded = load_fid_inception(tmp_path / "fid.pth")
+    loaded = load_fid_inception(random_inception_file)
     feats = inception_features(loaded, torch.rand(2, 3, 32, 32) * 2 - 1)
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
 
@@ -148,13 +153,31 @@ def test_a_wrong_inception_file_is_one_line_naming_it(tmp_path, cli_run, tiny_ru
 
 
 def test_periodic_evaluation_is_logged_in_metrics_jsonl(tiny_config, tmp_path):
-    config = tiny_config(tmp_path / "run", steps=3, extra=("train.eval_every=2", "train.eval_samples=150"))
+    config = tiny_config(tmp_path / "run", steps=2, extra=("train.eval_every=2", "train.eval_samples=130"))
     Trainer(config, progress=False).fit()
     evals = [r for r in read_metrics(tmp_path / "run") if "image/eval/fd" in r]
-    assert [r["step"] for r in evals] == [2, 3]
+    assert [r["step"] for r in evals] == [2]  # every 2 steps: not after step 1
     assert {"image/eval/swd", "image/eval/kid", "image/eval/mode_coverage"} <= set(evals[0])
 
 
 def test_package_data_ships_the_classifier_weights():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"weights/*.safetensors"' in text
+
+
+def test_eval_against_a_folder_with_too_few_images_names_it(cli_run, tiny_run, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(5):
+        Image.new("RGB", (32, 32), (40 * i, 80, 120)).save(folder / f"{i}.png")
+    result = cli_run("eval", tiny_run, "--data", folder, "-n", 150, "--out", tmp_path / "e.json")
+    assert_one_line_error(result, "at least 129 samples", str(folder), "got 5")
+
+
+def test_fid_with_fewer_samples_than_inception_features_names_the_minimum(cli_run, tiny_run, random_inception_file):
+    result = cli_run("eval", tiny_run, "-n", 150, "--inception-weights", random_inception_file,
+                     "--out", tiny_run / "fid.json")
+    assert_one_line_error(result, "FID needs at least 2049 samples", "-n 2049")
+

@@ -57,8 +57,8 @@ def image_metrics(ctx: EvalContext) -> dict[str, float]:
         (c, h, w), (fc, fh, fw) = real.shape[1:], fake.shape[1:]
         raise MetricError(f"real images from {ctx.data} are {h}x{w} ({c} channels) but the generator makes "
                           f"{fh}x{fw} ({fc} channels); compare images of one size")
-    for n, which in ((len(real), f"real images in {ctx.data}"), (len(fake), "generated images")):
-        check_enough_samples(n, FEATURE_DIM, f"FD on {which}")
+    check_enough_samples(len(real), FEATURE_DIM, f"FD on the real images of {ctx.data}",
+                         "that source has too few images; use a larger one")
     results: dict[str, float] = dict(sliced_wasserstein_distance(real, fake, seed=ctx.seed))
     fake_feats, fake_classes = features_and_classes(fake)
     results["fd"] = frechet_distance(real_feats, fake_feats)
@@ -69,8 +69,8 @@ def image_metrics(ctx: EvalContext) -> dict[str, float]:
     else:
         log.info("mode coverage skipped: it counts the classes of builtin:shapes, not of %s", ctx.data)
     if inception is not None:
-        for n, which in ((len(real), f"real images in {ctx.data}"), (len(fake), "generated images")):
-            check_enough_samples(n, FID_FEATURE_DIM, f"FID on {which}")
+        check_enough_samples(len(real), FID_FEATURE_DIM, f"FID on the real images of {ctx.data}",
+                             "that source has too few images; use a larger one")
         results["fid"] = frechet_distance(inception_features(inception, real, ctx.device),
                                           inception_features(inception, fake, ctx.device))
     return results
