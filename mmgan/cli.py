@@ -163,7 +163,8 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
 @cli.command(name="eval")
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--data", metavar="SOURCE", help="Real samples: builtin:NAME or a path [default: the run's own].")
-@click.option("-n", "num", type=int, default=5000, show_default=True, help="Samples in each set, real and generated.")
+@click.option("-n", "num", type=int, help="Samples in each set, real and generated [default: the "
+              "modality's eval_samples: 5000 images, 32 speech clips].")
 @click.option("--batch-size", type=int, default=250, show_default=True, help="Batch size for generating.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and the real-sample choice.")
 @click.option("--modality", help="Which modality, for a multi-task run.")
@@ -180,7 +181,7 @@ def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, see
     options = {"inception_weights": inception_weights} if inception_weights else {}
     report = evaluate_run(run_dir, modality, data, num, batch_size, seed, device, options)
     click.echo(f"{report['modality']} generator of {run_dir} (step {report['step']}) vs {report['data']}, "
-               f"n={num}, seed={seed}")
+               f"n={report['num_samples']}, seed={seed}")
     click.echo(format_table(report["metrics"]))
     click.echo(f"wrote {write_report(out or Path(run_dir) / 'eval.json', report)}")
 

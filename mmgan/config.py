@@ -269,8 +269,9 @@ def validate(config: RunConfig) -> None:
     if not config.run.modalities:
         raise ConfigError("no modality to train: pass --plugin NAME")
     for name, section in config.modalities.items():
-        if getattr(section, "batch_size", 0) < 0:
-            raise ConfigError(f"{name}.batch_size must be >= 0 (0: train.batch_size), got {section.batch_size}")
+        for key in ("batch_size", "eval_samples"):
+            if getattr(section, key, 0) < 0:
+                raise ConfigError(f"{name}.{key} must be >= 0 (0: train.{key}), got {getattr(section, key)}")
         _validate_section(section, f"[{name}]")
 
 

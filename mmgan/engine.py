@@ -328,7 +328,9 @@ class Trainer:
         for name, modality in self.modalities.items():
             mcfg = self.config.modalities[name]
             ctx = EvalContext(modality=modality, config=mcfg, generator=ModalityGenerator(self.ema, name),
-                              data=mcfg.data, num_samples=t.eval_samples, batch_size=t.batch_size,
+                              data=mcfg.data,
+                              num_samples=mcfg.eval_samples or min(t.eval_samples, modality.eval_samples),
+                              batch_size=t.batch_size,
                               seed=self.config.run.seed, device=self.accelerator.device, pm=self.pm)
             try:
                 record.update({f"{name}/eval/{k}": v for k, v in evaluate(ctx, self.pm).items()})

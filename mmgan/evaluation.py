@@ -136,18 +136,21 @@ def evaluate(ctx: EvalContext, pm: pluggy.PluginManager | None = None) -> dict[s
 
 
 def context_for_run(run_dir: str | Path, modality: str | None = None, data: str | None = None,
-                    num_samples: int = 5000, batch_size: int = 250, seed: int = 0,
+                    num_samples: int | None = None, batch_size: int = 250, seed: int = 0,
                     device: torch.device | str = "cpu", options: dict[str, Any] | None = None,
                     pm: pluggy.PluginManager | None = None) -> EvalContext:
-    """An ``EvalContext`` for a run's exported generator; ``data`` defaults to the run's own source."""
+    """An ``EvalContext`` for a run's exported generator; ``data`` defaults to the run's own source and
+    ``num_samples`` to the run's ``<modality>.eval_samples``, else the modality's ``eval_samples``."""
     from mmgan.inference import load_generator, pick_modality
     from mmgan.plugins import get_modality, get_plugin_manager
 
     pm = pm or get_plugin_manager()
-    if num_samples < 1 or batch_size < 1:
-        raise MetricError(f"-n and --batch-size must be positive, got {num_samples} and {batch_size}")
     name = pick_modality(Path(run_dir), modality)
     generators, config = load_generator(run_dir, name, pm)
+    if num_samples is None:
+        num_samples = getattr(config, "eval_samples", 0) or get_modality(name, pm).eval_samples
+    if num_samples < 1 or batch_size < 1:
+        raise MetricError(f"-n and --batch-size must be positive, got {num_samples} and {batch_size}")
     device = torch.device(device)
     return EvalContext(modality=get_modality(name, pm), config=config,
                        generator=ModalityGenerator(generators, name).to(device).eval(),
@@ -156,7 +159,8 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
 
 
 def evaluate_run(run_dir: str | Path, modality: str | None = None, data: str | None = None,
-                 num_samples: int = 5000, batch_size: int = 250, seed: int = 0, device: torch.device | str = "cpu",
+                 num_samples: int | None = None, batch_size: int = 250, seed: int = 0,
+                 device: torch.device | str = "cpu",
                  options: dict[str, Any] | None = None, pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
     """What ``mmgan eval`` reports for a run's exported generator: the settings and every plugin's metrics."""
     from mmgan import __version__
@@ -170,7 +174,7 @@ def evaluate_run(run_dir: str | Path, modality: str | None = None, data: str | N
     _, meta = read_export(Path(run_dir), ctx.name)
     return {
         "run": str(run_dir), "modality": ctx.name, "step": meta.get("step"), "data": ctx.data,
-        "num_samples": num_samples, "seed": seed, "options": {k: str(v) for k, v in ctx.options.items()},
+        "num_samples": ctx.num_samples, "seed": seed, "options": {k: str(v) for k, v in ctx.options.items()},
         "metrics": results, "seconds": round(time.perf_counter() - started, 1),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "mmgan_version": __version__,
     }

@@ -17,12 +17,15 @@ class ModalityConfig:
     ``data`` is the source to train on; ``loss`` names this modality's adversarial loss (empty: the
     run's ``train.loss``), so a multi-task run can train each modality with its paper's objective.
     ``batch_size`` is this modality's batch per process (0: ``train.batch_size``), so a multi-task run
-    can give each modality its paper's batch.
+    can give each modality its paper's batch. ``eval_samples`` is how many samples one evaluation of
+    this modality uses (0: the smaller of ``train.eval_samples`` and the modality's own
+    ``Modality.eval_samples`` during training; ``Modality.eval_samples`` for ``mmgan eval``).
     """
 
     data: str = ""
     loss: str = ""
     batch_size: int = 0
+    eval_samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ class Modality:
     ``mmgan generate``); it may be None for conditional modalities.
     ``train_defaults`` are ``[train]`` settings the modality suggests (its paper's batch size, say);
     a config file and command-line flags still override them.
+    ``eval_samples`` is how many samples a full evaluation needs (``mmgan eval``'s default ``-n``): 5000
+    images for SWD's protocol, a few tens of vocoded clips, which cost seconds each. During training
+    ``train.eval_samples`` caps it.
     """
 
     name: str
@@ -44,9 +50,12 @@ class Modality:
     sample_input: Callable[[int, Any, torch.Generator], torch.Tensor] | None = None
     description: str = ""
     train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    eval_samples: int = 5000
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"modality name {self.name!r} must be a Python identifier")
+        if self.eval_samples < 1:
+            raise ValueError(f"modality {self.name!r}: eval_samples must be positive, got {self.eval_samples}")
         if not (dataclasses.is_dataclass(self.config_class) and issubclass(self.config_class, ModalityConfig)):
             raise TypeError(f"modality {self.name!r}: config_class must be a ModalityConfig dataclass")

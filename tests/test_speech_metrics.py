@@ -13,7 +13,7 @@ from conftest import TINY_CORE, assert_one_line_error, read_metrics
 from mmgan import config as cfg
 from mmgan.engine import build_generators
 from mmgan.errors import DataError, MetricError
-from mmgan.evaluation import EvalContext, ModalityGenerator, evaluate
+from mmgan.evaluation import EvalContext, ModalityGenerator, context_for_run, evaluate
 from mmgan.plugins import get_modality, get_plugin_manager
 from mmgan_speech import metrics
 from mmgan_speech.audio import write_wav
@@ -162,6 +162,9 @@ def test_periodic_evaluation_and_mmgan_eval_report_the_speech_metrics(tmp_path, 
     logged = [r for r in read_metrics(run) if "speech/eval/mel_l1" in r]
     assert [r["step"] for r in logged] == [2]
     assert {"speech/eval/mrstft", "speech/eval/mcd_db"} <= set(logged[0])
+
+    # without -n a speech evaluation takes the modality's 32 clips, not the 5000 images an image one takes
+    assert context_for_run(run).num_samples == 32
 
     result = cli_run("eval", run, "-n", "1", "--seed", "1", "--out", tmp_path / "eval.json")
     assert result.exit_code == 0, result.output
