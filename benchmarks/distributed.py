@@ -45,9 +45,8 @@ def decode_rate(stream: ShardStream, batch: int, workers: int, batches: int) -> 
     it = iter(loader)
     next(it)  # worker start-up is not throughput
     start = time.perf_counter()
-    for _ in itertools.islice(it, batches):
-        pass
-    return batches * batch / (time.perf_counter() - start)
+    samples = sum(len(b) for b in itertools.islice(it, batches))
+    return samples / (time.perf_counter() - start)
 
 
 def step_rate(modality: str, out: Path, steps: int) -> tuple[float, int]:
