@@ -13,8 +13,6 @@ from typing import Any
 
 import torch
 
-from mmgan.data import endless_batches
-
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, or what ``platform`` knows."""
@@ -43,8 +41,7 @@ def machine_header(threads: int) -> dict[str, object]:
 
 def trainer_step_fn(trainer: Any) -> Callable[[], None]:
     """One ``Trainer.train_step`` per call, on the trainer's own endless batches, as ``fit()`` runs it."""
-    batches = {n: endless_batches(trainer.accelerator, loader, trainer.samplers[n], 0)
-               for n, loader in trainer.loaders.items()}
+    batches = trainer.batches()
 
     def step() -> None:
         trainer.train_step(batches)

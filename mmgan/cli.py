@@ -147,10 +147,10 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
     from mmgan import config as cfg
     from mmgan.shards import pack as pack_shards
 
-    config = cfg.resolve(get_modality, plugins=(modality,), overrides=overrides, out=out)
     for text in overrides:
         if not text.startswith(f"{modality}."):
             raise click.ClickException(f"--set {text!r}: data pack takes {modality}.KEY=VALUE settings only")
+    config = cfg.resolve(get_modality, plugins=(modality,), overrides=overrides, out=out)
     codec = get_plugin_manager().hook.mmgan_shard_codec(modality=modality, config=config.modalities[modality])
     if codec is None:
         raise click.ClickException(f"no installed plugin writes {modality!r} shards (hook mmgan_shard_codec)")

@@ -167,7 +167,7 @@ class Trainer:
             checkpoint.remove_staging(self.run_dir)
             log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
                      self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
-        batches = {name: self._batches(name) for name in self.modalities}
+        batches = self.batches()
         bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
                    disable=not (self.progress and acc.is_main_process))
         last_time, last_step = time.perf_counter(), self.step
@@ -251,8 +251,12 @@ class Trainer:
         self._update_ema()
         return losses
 
+    def batches(self) -> dict[str, Iterator[Any]]:
+        """For every modality, this process's batches from the current step on, endlessly: what
+        ``train_step`` takes (benchmarks and tests drive single steps with it)."""
+        return {name: self._batches(name) for name in self.modalities}
+
     def _batches(self, name: str) -> Iterator[Any]:
-        """This process's batches of one modality, from the current step on, endlessly."""
         if name in self.streams:
             loader = self.streams[name]
             loader.dataset.set_start(self.step, self.batch_size(name))

@@ -61,7 +61,7 @@ def main(mode: str, out: str, argv: list[str]) -> None:
     elif mode == "grads":
         if "image" in trainer.modalities:
             trainer.modalities["image"] = dataclasses.replace(trainer.modalities["image"], make_input=noise_from_sample)
-        batches = {name: trainer._batches(name) for name in trainer.modalities}
+        batches = trainer.batches()
         trainer.train_step(batches)
         tensors = {f"G.{k}": v for k, v in flat(acc.unwrap_model(trainer.G), grads=True).items()}
         tensors.update({f"D.{k}": v for k, v in flat(trainer.D_module, grads=True).items()})

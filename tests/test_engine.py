@@ -9,15 +9,9 @@ import torch
 from conftest import read_metrics
 
 from mmgan import checkpoint
-from mmgan.data import endless_batches
 from mmgan.engine import Trainer
 from mmgan.errors import CheckpointError, ConfigError
 from mmgan.inference import load_generator, sample
-
-
-def batches_of(trainer):
-    return {n: endless_batches(trainer.accelerator, loader, trainer.samplers[n], 0)
-            for n, loader in trainer.loaders.items()}
 
 
 def test_generator_step_leaves_discriminator_gradients_untouched(tiny_config, tmp_path):
@@ -30,7 +24,7 @@ def test_generator_step_leaves_discriminator_gradients_untouched(tiny_config, tm
         return d_step(*args, **kwargs)
 
     trainer.opt_d.step = record_then_step
-    trainer.train_step(batches_of(trainer))
+    trainer.train_step(trainer.batches())
     assert snapshot, "the discriminator step ran"
     for name, param in trainer.D.named_parameters():
         # the G step ran after opt_d.step: had D been trainable there, its .grad would have grown
@@ -41,7 +35,7 @@ def test_generator_step_leaves_discriminator_gradients_untouched(tiny_config, tm
 def test_ema_trails_the_live_generator(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(tmp_path / "run"), progress=False)
     before = [p.clone() for p in trainer.ema.parameters()]
-    batches = batches_of(trainer)
+    batches = trainer.batches()
     for _ in range(3):
         trainer.train_step(batches)
         trainer.step += 1
@@ -244,5 +238,5 @@ def test_bf16_training_leaves_autocast_off_for_what_follows(tiny_config, tmp_pat
     # Accelerate patches a prepared model's forward with one autocast object; calling that forward again
     # from inside itself used to leave autocast on after the step, so sample writers got bfloat16 tensors
     trainer = Trainer(tiny_config(tmp_path / "bf", steps=1, extra=("train.mixed_precision=bf16",)), progress=False)
-    trainer.train_step({n: trainer._batches(n) for n in trainer.modalities})
+    trainer.train_step(trainer.batches())
     assert not torch.is_autocast_enabled("cpu")

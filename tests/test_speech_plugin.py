@@ -106,7 +106,7 @@ def test_each_modality_of_a_multi_task_run_can_have_its_own_batch_size(tmp_path)
     config = cfg.resolve(get_modality, plugins=["image", "speech"], out=tmp_path / "mb", steps=1, batch_size=4,
                          overrides=[*TINY, *SPEECH_TINY, "speech.batch_size=2"])
     trainer = Trainer(config, progress=False)
-    batches = {name: next(trainer._batches(name)) for name in trainer.modalities}
+    batches = {name: next(it) for name, it in trainer.batches().items()}
     assert batches["image"].shape[0] == 4 and batches["speech"].shape[0] == 2
     trainer.fit()
     assert read_metrics(tmp_path / "mb")[-1]["step"] == 1
