@@ -1,0 +1,149 @@
+"""Building a run: its accelerator, its networks (stems and heads around one trunk) and its data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import InitProcessGroupKwargs
+from torch.utils.data import DataLoader
+
+from mmgan import checkpoint
+from mmgan.config import RunConfig, TrainConfig
+from mmgan.data import EpochSampler, endless_batches, open_training_data
+from mmgan.errors import CheckpointError, DataError, PluginError
+from mmgan.shards import ShardStream
+from mmgan.trunk import DiscriminatorSet, GeneratorSet, LatentTrunk
+
+log = logging.getLogger("mmgan")
+
+
+def new_accelerator(train: TrainConfig) -> Accelerator:
+    """The run's Accelerator, with its precision from ``train.mixed_precision`` (else Accelerate's)."""
+    if AcceleratorState._shared_state:
+        # Accelerate keeps one state per process and refuses a second Accelerator with another
+        # precision; a process that runs several trainings (tests, notebooks, benchmarks) must reset
+        # it. The process group (PartialState) is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
+    # rank 0 alone samples and evaluates while the others wait at the next collective: allow it an hour
+    # (NCCL's default of 10 minutes would kill a run during a long periodic evaluation)
+    return Accelerator(mixed_precision=train.mixed_precision or None,
+                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=1))])
+
+
+def build_generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:
+    """Stems and heads from the plugins around one shared trunk."""
+    trunk = LatentTrunk(config.trunk, config.run.modalities)
+    parts = {}
+    for name in config.run.modalities:
+        built = pm.hook.mmgan_build_generator(modality=name, config=config.modalities[name], width=trunk.width)
+        if built is None:
+            raise PluginError(f"no plugin builds a generator for modality {name!r}")
+        parts[name] = built
+    return GeneratorSet(trunk, parts)
+
+
+def build_discriminators(pm: pluggy.PluginManager, config: RunConfig) -> DiscriminatorSet:
+    """Every modality's discriminator from its plugin, in one module."""
+    discs = {}
+    for name in config.run.modalities:
+        disc = pm.hook.mmgan_build_discriminator(modality=name, config=config.modalities[name])
+        if disc is None:
+            raise PluginError(f"no plugin builds a discriminator for modality {name!r}")
+        discs[name] = disc
+    return DiscriminatorSet(discs)
+
+
+def load_trunk(trunk: LatentTrunk, run_dir: Path) -> None:
+    """Initialise ``trunk`` from another run's exported generator: its blocks, and the FiLM of every
+    modality both runs have (a new modality keeps its identity FiLM)."""
+    found = checkpoint.exported_modalities(run_dir)
+    if not found:
+        raise CheckpointError(f"--init-trunk {run_dir}: no exported generator there (expected export/*.safetensors)")
+    state, meta = checkpoint.read_export(run_dir, found[0])
+    theirs = meta.get("trunk", {})
+    ours = asdict(trunk.config)
+    if any(theirs.get(key) != value for key, value in ours.items()):
+        raise CheckpointError(f"--init-trunk {run_dir}: its trunk {theirs} does not fit this run's trunk {ours}; "
+                              "set the same [trunk] values")
+    for name in found[1:]:
+        state.update(checkpoint.read_export(run_dir, name)[0])
+    weights = {key[len("trunk."):]: value for key, value in state.items() if key.startswith("trunk.")}
+    weights = {key: value for key, value in weights.items()
+               if not key.startswith("film.") or key[len("film."):] in trunk.film}
+    try:
+        missing, _ = trunk.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"--init-trunk {run_dir}: {str(exc).splitlines()[0]}") from None
+    if any(not key.startswith("film.") for key in missing):
+        raise CheckpointError(f"--init-trunk {run_dir}: the export lacks trunk weights {sorted(missing)[:3]}")
+    log.info("trunk initialised from %s (modalities %s)", run_dir, ", ".join(found))
+
+
+class TrainingData:
+    """Each modality's real data for this process: a dataset, and a loader over it.
+
+    Map-style datasets get an :class:`EpochSampler` and a loader that ``accelerator.prepare`` shards by
+    rank (hand ``loaders`` to ``prepare``, then the prepared ones to :meth:`use_prepared`); WebDataset
+    shard streams split themselves by rank and worker and are never prepared.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, config: RunConfig, accelerator: Accelerator) -> None:
+        self.config, self.accelerator = config, accelerator
+        t = config.train
+        self.datasets: dict[str, Any] = {}
+        self.samplers: dict[str, EpochSampler] = {}
+        self.streams: dict[str, DataLoader] = {}
+        self.loaders: list[DataLoader] = []
+        acc = accelerator
+        for name in config.run.modalities:
+            mcfg = config.modalities[name]
+            dataset = open_training_data(pm, name, mcfg, config.run.seed, acc.process_index, acc.num_processes,
+                                         t.num_workers, t.shuffle_buffer)
+            batch = self.batch_size(name)
+            if len(dataset) < batch * acc.num_processes:
+                raise DataError(f"data source {mcfg.data!r} holds {len(dataset)} {name} samples, fewer than one "
+                                f"batch of {batch} per process; add data or lower --batch-size")
+            self.datasets[name] = dataset
+            if isinstance(dataset, ShardStream):
+                # split by rank and worker in the stream itself: Accelerate must not shard it again
+                self.streams[name] = DataLoader(dataset, batch_size=batch, drop_last=True,
+                                                num_workers=t.num_workers, pin_memory=acc.device.type == "cuda")
+                continue
+            sampler = EpochSampler(len(dataset), config.run.seed)
+            self.loaders.append(DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True,
+                                           num_workers=t.num_workers, persistent_workers=t.num_workers > 0))
+            self.samplers[name] = sampler
+        self.prepared: dict[str, Any] = {}
+
+    def use_prepared(self, loaders: list[Any] | tuple[Any, ...]) -> None:
+        """Take the loaders ``accelerator.prepare`` returned for :attr:`loaders`, in order."""
+        self.prepared = dict(zip(self.samplers, loaders, strict=True))
+
+    def batch_size(self, name: str) -> int:
+        """The batch per process of modality ``name``: its own ``batch_size``, else ``train.batch_size``."""
+        return self.config.modalities[name].batch_size or self.config.train.batch_size
+
+    def batches(self, name: str, step: int) -> Iterator[Any]:
+        """This process's batches of ``name`` from ``step`` on, endlessly."""
+        if name in self.streams:
+            loader = self.streams[name]
+            loader.dataset.set_start(step, self.batch_size(name))
+            device = self.accelerator.device
+            return (batch.to(device, non_blocking=True) for batch in loader)
+        return endless_batches(self.accelerator, self.prepared[name], self.samplers[name], step)
+
+    def preview(self, name: str, n: int) -> torch.Tensor:
+        """The first ``n`` real samples of ``name`` (at most the dataset), stacked: what sample grids show."""
+        dataset = self.datasets[name]
+        if isinstance(dataset, ShardStream):
+            return torch.stack(dataset.preview(min(n, len(dataset))))
+        return torch.stack([dataset[i] for i in range(min(n, len(dataset)))])

@@ -1,0 +1,269 @@
+"""``Trainer``: builds a run from its config (``build``), then loops (``step``), keeping the EMA
+generator (``ema``), the run directory (``rundir``) and checkpoints (``resume``) up to date."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import torch
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from mmgan import __version__, checkpoint
+from mmgan.config import RunConfig, validate
+from mmgan.distributed import convert_sync_batchnorm
+from mmgan.engine.build import TrainingData, build_discriminators, build_generators, load_trunk, new_accelerator
+from mmgan.engine.ema import ema_decay, update_ema
+from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
+from mmgan.engine.rundir import RunDirectory
+from mmgan.engine.step import StepParts, train_step
+from mmgan.plugins import get_adversarial_loss, get_modality, get_plugin_manager
+
+log = logging.getLogger("mmgan")
+
+
+class Trainer:
+    """Builds a run from its config and trains it; ``fit()`` is the loop.
+
+    ``G``, ``D`` (Accelerate-prepared), ``D_module`` (D unwrapped), ``ema``, ``opt_g``, ``opt_d``,
+    ``modalities``, ``adversarial``, ``datasets``, ``accelerator`` and ``step`` are there for benchmarks and tests.
+    """
+
+    def __init__(self, config: RunConfig, resume: bool = False, pm: pluggy.PluginManager | None = None,
+                 progress: bool = True) -> None:
+        validate(config)
+        self.config = config
+        self.pm = pm or get_plugin_manager()
+        self.run_dir = Path(config.run.out)
+        self.files = RunDirectory(self.run_dir)
+        if not resume:
+            self.files.refuse_existing_run()
+        self.progress = progress
+        t = config.train
+        self.accelerator = acc = new_accelerator(t)
+        set_seed(config.run.seed)
+        modalities = {name: get_modality(name, self.pm) for name in config.run.modalities}
+        # each modality's adversarial loss: its own [<modality>] loss, else train.loss
+        adversarial = {name: get_adversarial_loss(config.modalities[name].loss or t.loss, self.pm)
+                       for name in config.run.modalities}
+
+        generators = build_generators(self.pm, config)
+        if config.run.init_trunk and not resume:
+            load_trunk(generators.trunk, Path(config.run.init_trunk))
+        discriminators = build_discriminators(self.pm, config)
+        if t.sync_batchnorm and acc.num_processes > 1:
+            # N processes of batch B then train like one process of batch N*B (docs/distributed.md)
+            generators = convert_sync_batchnorm(generators)
+            discriminators = convert_sync_batchnorm(discriminators)
+        if t.channels_last:
+            generators = generators.to(memory_format=torch.channels_last)
+            discriminators = discriminators.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(generators).eval().requires_grad_(False)
+        opt_g = torch.optim.Adam(generators.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+        opt_d = torch.optim.Adam(discriminators.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+
+        self.data = TrainingData(self.pm, config, acc)
+        prepared = acc.prepare(generators, discriminators, opt_g, opt_d, *self.data.loaders)
+        self.data.use_prepared(prepared[4:])
+        G, D, opt_g, opt_d = prepared[:4]
+        self.ema.to(acc.device)
+        # All noise comes from this generator, saved in every checkpoint: resume draws the same noise.
+        noise = torch.Generator().manual_seed(noise_seed(config.run.seed, acc.process_index))
+        self.parts = StepParts(accelerator=acc, pm=self.pm, modalities=modalities, configs=config.modalities,
+                               adversarial=adversarial, G=G, D=D, D_module=acc.unwrap_model(D), opt_g=opt_g,
+                               opt_d=opt_d, noise=noise)
+        self.step = 0
+        self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        if resume:
+            self.step = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed)
+
+    # ---- the parts, by the names benchmarks and tests use ------------------------------------------
+
+    @property
+    def G(self) -> Any:
+        return self.parts.G
+
+    @property
+    def D(self) -> Any:
+        return self.parts.D
+
+    @property
+    def D_module(self) -> Any:
+        return self.parts.D_module
+
+    @property
+    def opt_g(self) -> torch.optim.Optimizer:
+        return self.parts.opt_g
+
+    @property
+    def opt_d(self) -> torch.optim.Optimizer:
+        return self.parts.opt_d
+
+    @property
+    def noise(self) -> torch.Generator:
+        return self.parts.noise
+
+    @property
+    def modalities(self) -> dict[str, Any]:
+        return self.parts.modalities
+
+    @property
+    def adversarial(self) -> dict[str, Any]:
+        return self.parts.adversarial
+
+    @property
+    def datasets(self) -> dict[str, Any]:
+        return self.data.datasets
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.files.metrics_path
+
+    def batch_size(self, name: str) -> int:
+        """The batch per process of modality ``name``: its own ``batch_size``, else ``train.batch_size``."""
+        return self.data.batch_size(name)
+
+    def batches(self) -> dict[str, Iterator[Any]]:
+        """For every modality, this process's batches from the current step on, endlessly: what
+        ``train_step`` takes (benchmarks and tests drive single steps with it)."""
+        return {name: self.data.batches(name, self.step) for name in self.modalities}
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def fit(self) -> Path:
+        """Train to ``train.steps``; returns the run directory."""
+        t, acc = self.config.train, self.accelerator
+        if self.step >= t.steps:
+            log.info("%s is already at step %d of %d; pass a larger --steps to train on", self.run_dir,
+                     self.step, t.steps)
+            return self.run_dir
+        if acc.is_main_process:
+            self.files.write_config(self.config)
+            self.files.truncate_metrics(after=self.step)
+            checkpoint.remove_staging(self.run_dir)
+            log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
+                     self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
+        batches = self.batches()
+        bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
+                   disable=not (self.progress and acc.is_main_process))
+        last_time, last_step = time.perf_counter(), self.step
+        while self.step < t.steps:
+            losses = self.train_step(batches)
+            self.step += 1
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                now = time.perf_counter()
+                record = {"step": self.step, **self._mean_over_processes(losses),
+                          "steps_per_s": (self.step - last_step) / max(now - last_time, 1e-9)}
+                last_time, last_step = now, self.step
+                self._check_finite(record)
+                if acc.is_main_process:
+                    self.files.append_metrics(record)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith("/adv")}, refresh=False)
+            if self.step % t.sample_every == 0 or self.step == t.steps:
+                self.write_samples()
+            if t.eval_every and (self.step % t.eval_every == 0 or self.step == t.steps):
+                self.evaluate()
+            if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                self.save_checkpoint()
+        bar.close()
+        acc.wait_for_everyone()
+        acc.end_training()
+        return self.run_dir
+
+    def train_step(self, batches: dict[str, Iterator[Any]]) -> dict[str, torch.Tensor]:
+        """One D update, one G update (``engine.step``), then the EMA update; the detached losses by name."""
+        losses = train_step(self.parts, self.step, batches)
+        decay = ema_decay(self.step, self.config.train.ema_decay, self.config.train.ema_rampup)
+        update_ema(self.ema, self.accelerator.unwrap_model(self.G), decay)
+        return losses
+
+    def _mean_over_processes(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The logged losses, averaged over all processes (every process calls this at the same steps)."""
+        if not losses:
+            return {}
+        values = torch.stack([v.float() for v in losses.values()])
+        if self.accelerator.num_processes > 1:
+            values = self.accelerator.reduce(values, reduction="mean")
+        return dict(zip(losses, values.tolist(), strict=True))
+
+    def _check_finite(self, record: dict[str, float]) -> None:
+        bad = [k for k, v in record.items() if not math.isfinite(v)]
+        if bad:
+            log.warning("step %d: non-finite losses %s; lower the learning rate or try train.loss=hinge",
+                        self.step, ", ".join(bad))
+
+    # ---- samples, evaluation, export ------------------------------------------------------------
+
+    def fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The same generator inputs at every sample step (and the real samples they come from).
+
+        Built once per run: rendering or decoding the real samples again at every sample step is waste.
+        """
+        if name not in self._fixed:
+            self._fixed[name] = self._build_fixed_inputs(name)
+        return self._fixed[name]
+
+    def _build_fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        modality, mcfg, n = self.modalities[name], self.config.modalities[name], self.config.train.num_samples
+        gen = torch.Generator().manual_seed(self.config.run.seed + 20_151_119)
+        real = self.data.preview(name, n)
+        if modality.sample_input is not None:
+            return modality.sample_input(n, mcfg, gen), real
+        return modality.make_input(real, mcfg, gen), real
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        for name in self.modalities:
+            g_input, real = self.fixed_inputs(name)
+            with self.accelerator.autocast():
+                fake = self.ema(name, g_input.to(self.accelerator.device))
+            path = self.run_dir / "samples" / name / f"step_{self.step:06d}"
+            self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
+                                             config=self.config.modalities[name], real=real)
+
+    def evaluate(self) -> dict[str, float]:
+        """The plugins' metrics of the EMA generators (rank 0), logged as ``<modality>/eval/<metric>``."""
+        from mmgan.errors import MMGANError
+        from mmgan.evaluation import EvalContext, ModalityGenerator, evaluate
+
+        if not self.accelerator.is_main_process:
+            return {}
+        t, record = self.config.train, {}
+        for name, modality in self.modalities.items():
+            mcfg = self.config.modalities[name]
+            ctx = EvalContext(modality=modality, config=mcfg, generator=ModalityGenerator(self.ema, name),
+                              data=mcfg.data,
+                              num_samples=mcfg.eval_samples or min(t.eval_samples, modality.eval_samples),
+                              batch_size=t.batch_size,
+                              seed=self.config.run.seed, device=self.accelerator.device, pm=self.pm)
+            try:
+                record.update({f"{name}/eval/{k}": v for k, v in evaluate(ctx, self.pm).items()})
+            # a setting too small for a metric, or data it cannot read, must not end a long run
+            except MMGANError as exc:
+                log.warning("step %d: %s evaluation skipped: %s", self.step, name, exc)
+        if record:
+            self.files.append_metrics({"step": self.step, **record})
+        return record
+
+    def export(self) -> None:
+        """Write each modality's EMA generator as safetensors + JSON for ``mmgan generate``."""
+        for name in self.modalities:
+            meta = {"mmgan_version": __version__, "modality": name, "step": self.step,
+                    "config": asdict(self.config.modalities[name]), "trunk": asdict(self.config.trunk)}
+            checkpoint.export_generator(self.run_dir / "export", name, self.ema.modality_state_dict(name), meta)
+
+    def save_checkpoint(self) -> None:
+        """A checkpoint of this step (every rank calls it), then the export (rank 0)."""
+        save_checkpoint(self.accelerator, self.run_dir, self.step, self.ema, self.noise,
+                        self.config.train.keep_checkpoints, self.export)
