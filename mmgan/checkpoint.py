@@ -106,9 +106,23 @@ def exported_modalities(run_dir: Path) -> list[str]:
     return sorted(p.stem for p in export_dir.glob("*.json") if p.with_suffix(".safetensors").is_file())
 
 
-def read_export(run_dir: Path, modality: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and config of an exported generator, or a CheckpointError naming the file."""
+BEST_DIR = "best"
+
+
+def export_dir_of(run_dir: Path, modality: str, last: bool = False) -> Path:
+    """Where ``modality``'s export to use lies: ``export/best/`` when the run kept a best one (by
+    ``<modality>.select_by``) and ``last`` is false, else ``export/`` (the last step's)."""
     export_dir = Path(run_dir) / "export"
+    best = export_dir / BEST_DIR
+    if not last and (best / f"{modality}.safetensors").is_file() and (best / f"{modality}.json").is_file():
+        return best
+    return export_dir
+
+
+def read_export(run_dir: Path, modality: str, last: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and config of an exported generator (the best one unless ``last``), or a CheckpointError
+    naming the file."""
+    export_dir = export_dir_of(run_dir, modality, last)
     weights, meta = export_dir / f"{modality}.safetensors", export_dir / f"{modality}.json"
     if not weights.is_file() or not meta.is_file():
         raise CheckpointError(f"run {run_dir} has no exported {modality} generator (expected {weights})")

@@ -63,7 +63,8 @@ def cli(verbose: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN", help="Continue RUN from its last checkpoint.")
 @click.option("--init-trunk", type=click.Path(path_type=Path), metavar="RUN",
-              help="Start from RUN's trained trunk (run.init_trunk).")
+              help="Start from RUN's trained trunk (run.init_trunk): its best export, or the last with "
+                   "--set run.init_trunk_export=last.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batch_size: int | None,
         out: Path | None, seed: int | None, config_file: Path | None, overrides: tuple[str, ...],
@@ -107,8 +108,10 @@ def plugins(as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output file, e.g. grid.png.")
 @click.option("--modality", help="Which modality, for a multi-task run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
-def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: int) -> None:
-    """Sample from a run's exported EMA generator (safetensors; nothing is unpickled)."""
+@click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept (select_by).")
+def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: int, last: bool) -> None:
+    """Sample from a run's exported EMA generator, its best one if it kept one (safetensors; nothing is
+    unpickled)."""
     from mmgan.inference import load_generator, pick_modality, sample
 
     if num < 1:
@@ -116,7 +119,7 @@ def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: 
     if output.is_dir():
         raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'grid.png'}")
     name = pick_modality(run_dir, modality)
-    generator, config = load_generator(run_dir, name)
+    generator, config = load_generator(run_dir, name, last=last)
     samples = sample(generator, name, config, num, seed)
     written = get_plugin_manager().hook.mmgan_write_samples(modality=name, samples=samples.float(), path=output,
                                                            config=config, real=None)
@@ -173,14 +176,16 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
 @click.option("--device", default="cuda" if torch_cuda_available() else "cpu", show_default=True,
               help="Where the generator and the feature networks run.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report file [default: RUN/eval.json].")
+@click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept (select_by).")
 def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
-                 inception_weights: Path | None, device: str, out: Path | None) -> None:
+                 inception_weights: Path | None, device: str, out: Path | None, last: bool) -> None:
     """Measure a run's exported generator against real samples; no download (docs/metrics.md)."""
     from mmgan.evaluation import evaluate_run, format_table, write_report
 
     options = {"inception_weights": inception_weights} if inception_weights else {}
-    report = evaluate_run(run_dir, modality, data, num, batch_size, seed, device, options)
-    click.echo(f"{report['modality']} generator of {run_dir} (step {report['step']}) vs {report['data']}, "
+    report = evaluate_run(run_dir, modality, data, num, batch_size, seed, device, options, last=last)
+    click.echo(f"{report['modality']} generator of {run_dir} ({report['export']} export, step {report['step']}) "
+               f"vs {report['data']}, "
                f"n={report['num_samples']}, seed={seed}")
     click.echo(format_table(report["metrics"]))
     click.echo(f"wrote {write_report(out or Path(run_dir) / 'eval.json', report)}")

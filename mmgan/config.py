@@ -40,6 +40,8 @@ class RunSection:
     seed: int = 0
     # another run whose exported trunk initialises this run's (transfer between modalities)
     init_trunk: str = ""
+    # which of that run's exports: "best" (kept by select_by; the last where there is none) or "last"
+    init_trunk_export: str = "best"
 
 
 @dataclass
@@ -56,6 +58,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     # the EMA half-life is at most this share of the steps so far (0: always ema_decay)
     ema_rampup: float = 0.05
+    # before the EMA generator samples, is evaluated or exported, its BatchNorm statistics are recomputed
+    # for its own weights on this many batches of generator inputs (0: keep the live generator's)
+    ema_bn_batches: int = 16
     log_every: int = 10
     sample_every: int = 500
     num_samples: int = 64
@@ -253,6 +258,8 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"train.mixed_precision must be no, bf16 or fp16, got {t.mixed_precision!r}")
     if t.ema_rampup < 0:
         raise ConfigError(f"train.ema_rampup must be >= 0, got {t.ema_rampup}")
+    if t.ema_bn_batches < 0:
+        raise ConfigError(f"train.ema_bn_batches must be >= 0, got {t.ema_bn_batches}")
     if t.shuffle_buffer < 1:
         raise ConfigError(f"train.shuffle_buffer must be positive, got {t.shuffle_buffer}")
     if t.num_workers < 0:
@@ -264,6 +271,8 @@ def validate(config: RunConfig) -> None:
     if tr.width < 1 or tr.depth < 0 or tr.expansion < 1 or tr.kernel_size < 1 or tr.kernel_size % 2 == 0:
         raise ConfigError(f"trunk: width >= 1, depth >= 0, expansion >= 1 and an odd kernel_size are required, "
                           f"got {tr}")
+    if config.run.init_trunk_export not in ("best", "last"):
+        raise ConfigError(f"run.init_trunk_export must be best or last, got {config.run.init_trunk_export!r}")
     if not 0 <= config.run.seed < 2**32:
         raise ConfigError(f"run.seed must be in [0, 2**32), got {config.run.seed}")
     if not config.run.modalities:

@@ -138,15 +138,16 @@ def evaluate(ctx: EvalContext, pm: pluggy.PluginManager | None = None) -> dict[s
 def context_for_run(run_dir: str | Path, modality: str | None = None, data: str | None = None,
                     num_samples: int | None = None, batch_size: int = 250, seed: int = 0,
                     device: torch.device | str = "cpu", options: dict[str, Any] | None = None,
-                    pm: pluggy.PluginManager | None = None) -> EvalContext:
+                    pm: pluggy.PluginManager | None = None, last: bool = False) -> EvalContext:
     """An ``EvalContext`` for a run's exported generator; ``data`` defaults to the run's own source and
-    ``num_samples`` to the run's ``<modality>.eval_samples``, else the modality's ``eval_samples``."""
+    ``num_samples`` to the run's ``<modality>.eval_samples``, else the modality's ``eval_samples``. The
+    generator is the run's best export (``<modality>.select_by``) if it kept one and ``last`` is false."""
     from mmgan.inference import load_generator, pick_modality
     from mmgan.plugins import get_modality, get_plugin_manager
 
     pm = pm or get_plugin_manager()
     name = pick_modality(Path(run_dir), modality)
-    generators, config = load_generator(run_dir, name, pm)
+    generators, config = load_generator(run_dir, name, pm, last=last)
     if num_samples is None:
         num_samples = getattr(config, "eval_samples", 0) or get_modality(name, pm).eval_samples
     if num_samples < 1 or batch_size < 1:
@@ -161,19 +162,21 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
 def evaluate_run(run_dir: str | Path, modality: str | None = None, data: str | None = None,
                  num_samples: int | None = None, batch_size: int = 250, seed: int = 0,
                  device: torch.device | str = "cpu",
-                 options: dict[str, Any] | None = None, pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
+                 options: dict[str, Any] | None = None, pm: pluggy.PluginManager | None = None,
+                 last: bool = False) -> dict[str, Any]:
     """What ``mmgan eval`` reports for a run's exported generator: the settings and every plugin's metrics."""
     from mmgan import __version__
     from mmgan.checkpoint import read_export
 
-    ctx = context_for_run(run_dir, modality, data, num_samples, batch_size, seed, device, options, pm)
+    ctx = context_for_run(run_dir, modality, data, num_samples, batch_size, seed, device, options, pm, last)
     started = time.perf_counter()
     results = evaluate(ctx, pm)
     if not results:
         raise PluginError(f"no installed plugin computes metrics for modality {ctx.name!r}")
-    _, meta = read_export(Path(run_dir), ctx.name)
+    _, meta = read_export(Path(run_dir), ctx.name, last)
     return {
-        "run": str(run_dir), "modality": ctx.name, "step": meta.get("step"), "data": ctx.data,
+        "run": str(run_dir), "modality": ctx.name, "step": meta.get("step"),
+        "export": "best" if "selected_by" in meta else "last", "data": ctx.data,
         "num_samples": ctx.num_samples, "seed": seed, "options": {k: str(v) for k, v in ctx.options.items()},
         "metrics": results, "seconds": round(time.perf_counter() - started, 1),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "mmgan_version": __version__,

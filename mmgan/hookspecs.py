@@ -129,5 +129,15 @@ def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
 
 
 @hookspec
+def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
+    """Called when a run with ``<modality>.select_by`` starts, to learn which way each metric is better.
+
+    Call ``register(modality, metric, goal)`` for each metric your ``mmgan_evaluate`` returns, with
+    ``goal`` "min" (lower is better: distances) or "max" (higher is better: recall, coverage). Metrics
+    nobody registers cannot be used to select the best checkpoint. Added in contract version 2.
+    """
+
+
+@hookspec
 def mmgan_register_commands(cli: click.Group) -> None:
     """Called when the CLI starts. Add click commands or groups to ``cli``."""

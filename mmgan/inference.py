@@ -8,7 +8,7 @@ from typing import Any
 import pluggy
 import torch
 
-from mmgan.checkpoint import exported_modalities, read_export
+from mmgan.checkpoint import export_dir_of, exported_modalities, read_export
 from mmgan.config import section_from_dict
 from mmgan.errors import CheckpointError
 from mmgan.plugins import get_modality, get_plugin_manager
@@ -29,13 +29,14 @@ def pick_modality(run_dir: Path, modality: str | None) -> str:
     return modality
 
 
-def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager | None = None
-                   ) -> tuple[GeneratorSet, Any]:
-    """The exported EMA generator of ``modality`` in eval mode, and the modality's config."""
+def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager | None = None,
+                   last: bool = False) -> tuple[GeneratorSet, Any]:
+    """The exported EMA generator of ``modality`` in eval mode, and the modality's config: the best
+    export when the run kept one (``<modality>.select_by``), else, or with ``last``, the last step's."""
     pm = pm or get_plugin_manager()
     run_dir = Path(run_dir)
-    state, meta = read_export(run_dir, modality)
-    origin = f"{run_dir}/export/{modality}.json"
+    state, meta = read_export(run_dir, modality, last)
+    origin = f"{export_dir_of(run_dir, modality, last)}/{modality}.json"
     config = section_from_dict(get_modality(modality, pm).config_class, meta.get("config", {}), origin)
     trunk = LatentTrunk(section_from_dict(TrunkConfig, meta.get("trunk", {}), origin), [modality])
     built = pm.hook.mmgan_build_generator(modality=modality, config=config, width=trunk.width)
@@ -45,7 +46,7 @@ def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager 
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"exported weights in {run_dir}/export do not fit the {modality!r} generator: "
+        raise CheckpointError(f"exported weights in {origin} do not fit the {modality!r} generator: "
                               f"{str(exc).splitlines()[0]}") from None
     return generator.eval().requires_grad_(False), config
 

@@ -26,6 +26,9 @@ class ModalityConfig:
     loss: str = ""
     batch_size: int = 0
     eval_samples: int = 0
+    # a metric of this modality (e.g. "fd"): with periodic evaluation on, the run keeps the export that
+    # scored best on it beside the last one (empty: only the last)
+    select_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,22 @@ def get_adversarial_loss(name: str, pm: pluggy.PluginManager | None = None) -> A
     return found[name]
 
 
+def metric_goals(pm: pluggy.PluginManager | None = None) -> dict[tuple[str, str], str]:
+    """``{(modality, metric): "min" | "max"}`` from every plugin's ``mmgan_register_metrics``."""
+    pm = pm or get_plugin_manager()
+    found: dict[tuple[str, str], str] = {}
+
+    def register(modality: str, metric: str, goal: str) -> None:
+        if goal not in ("min", "max"):
+            raise PluginError(f"metric {modality}/{metric}: goal must be 'min' or 'max', got {goal!r}")
+        if found.get((modality, metric), goal) != goal:
+            raise PluginError(f"metric {modality}/{metric} is registered as both 'min' and 'max'")
+        found[(modality, metric)] = goal
+
+    pm.hook.mmgan_register_metrics(register=register)
+    return found
+
+
 def describe_plugins(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]:
     """Name, version, source, implemented hooks and modalities of every loaded plugin."""
     pm = pm or get_plugin_manager()

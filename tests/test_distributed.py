@@ -66,6 +66,9 @@ def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(sha
     # the weights trained (the EMA lags the live generator) and the heads of both modalities are there
     assert not torch.equal(ranks[0]["G.heads.image.net.0.weight"], ranks[0]["ema.heads.image.net.0.weight"])
     assert any(k.startswith("G.heads.speech.") for k in ranks[0])
+    # the EMA's BatchNorm statistics were recomputed for its own weights (SyncBatchNorm: same on every rank)
+    stats = "buffer.heads.image.net.1.running_mean"
+    assert not torch.equal(ranks[0][f"G.{stats}"], ranks[0][f"ema.{stats}"])
 
     # rank 0 alone wrote: one line per step, one sample file per modality and step, checkpoints
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]

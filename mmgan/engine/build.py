@@ -62,20 +62,20 @@ def build_discriminators(pm: pluggy.PluginManager, config: RunConfig) -> Discrim
     return DiscriminatorSet(discs)
 
 
-def load_trunk(trunk: LatentTrunk, run_dir: Path) -> None:
-    """Initialise ``trunk`` from another run's exported generator: its blocks, and the FiLM of every
-    modality both runs have (a new modality keeps its identity FiLM)."""
+def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
+    """Initialise ``trunk`` from another run's exported generator (its best export unless ``last``): its
+    blocks, and the FiLM of every modality both runs have (a new modality keeps its identity FiLM)."""
     found = checkpoint.exported_modalities(run_dir)
     if not found:
         raise CheckpointError(f"--init-trunk {run_dir}: no exported generator there (expected export/*.safetensors)")
-    state, meta = checkpoint.read_export(run_dir, found[0])
+    state, meta = checkpoint.read_export(run_dir, found[0], last)
     theirs = meta.get("trunk", {})
     ours = asdict(trunk.config)
     if any(theirs.get(key) != value for key, value in ours.items()):
         raise CheckpointError(f"--init-trunk {run_dir}: its trunk {theirs} does not fit this run's trunk {ours}; "
                               "set the same [trunk] values")
     for name in found[1:]:
-        state.update(checkpoint.read_export(run_dir, name)[0])
+        state.update(checkpoint.read_export(run_dir, name, last)[0])
     weights = {key[len("trunk."):]: value for key, value in state.items() if key.startswith("trunk.")}
     weights = {key: value for key, value in weights.items()
                if not key.startswith("film.") or key[len("film."):] in trunk.film}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -17,11 +18,11 @@ log = logging.getLogger("mmgan")
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, ema: nn.Module, noise: torch.Generator,
-                    keep: int, on_published: Callable[[], None]) -> None:
+                    keep: int, on_published: Callable[[], None], meta: dict[str, Any] | None = None) -> None:
     """Save resumable state under a staging name, then rename: the previous one stays valid until then.
 
     Every rank calls this; rank 0 alone writes mmgan's own state, publishes, then calls ``on_published``
-    (the export).
+    (the export). ``meta`` (JSON) is saved beside the step and comes back from :func:`load_checkpoint`.
     """
     acc = accelerator
     staging = checkpoint.staging_dir(run_dir, step)
@@ -35,17 +36,18 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, ema: nn.
     if acc.is_main_process:
         tensors = {f"ema.{k}": v for k, v in ema.state_dict().items()}
         tensors["noise_rng"] = noise_states
-        checkpoint.write_extra_state(staging, step, tensors, {"mmgan_version": __version__})
+        checkpoint.write_extra_state(staging, step, tensors, {"mmgan_version": __version__, **(meta or {})})
         checkpoint.publish_checkpoint(run_dir, step, keep)
         on_published()
     acc.wait_for_everyone()
 
 
 def load_checkpoint(accelerator: Accelerator, run_dir: Path, ema: nn.Module, noise: torch.Generator,
-                    seed: int) -> int:
-    """Restore the newest checkpoint of ``run_dir`` into the prepared objects; returns its step."""
+                    seed: int) -> tuple[int, dict[str, Any]]:
+    """Restore the newest checkpoint of ``run_dir`` into the prepared objects; returns its step and the
+    ``meta`` saved with it."""
     directory = checkpoint.latest_checkpoint(run_dir)
-    step, tensors, _ = checkpoint.read_extra_state(directory)
+    step, tensors, meta = checkpoint.read_extra_state(directory)
     try:
         accelerator.load_state(str(directory))
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -55,7 +57,7 @@ def load_checkpoint(accelerator: Accelerator, run_dir: Path, ema: nn.Module, noi
         first = (str(exc).splitlines() or [""])[0]
         raise CheckpointError(f"checkpoint {directory} cannot be loaded: {type(exc).__name__}: {first}") from None
     log.info("resumed %s from step %d", run_dir, step)
-    return step
+    return step, meta
 
 
 def noise_seed(seed: int, rank: int) -> int:

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 from mmgan import __version__, checkpoint
 from mmgan.config import RunConfig, validate
 from mmgan.distributed import convert_sync_batchnorm
+from mmgan.engine.best import BestExports
 from mmgan.engine.build import TrainingData, build_discriminators, build_generators, load_trunk, new_accelerator
-from mmgan.engine.ema import ema_decay, update_ema
+from mmgan.engine.ema import batchnorm_layers, ema_decay, recalibrate_batchnorm, update_ema
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, train_step
@@ -57,7 +58,7 @@ class Trainer:
 
         generators = build_generators(self.pm, config)
         if config.run.init_trunk and not resume:
-            load_trunk(generators.trunk, Path(config.run.init_trunk))
+            load_trunk(generators.trunk, Path(config.run.init_trunk), last=config.run.init_trunk_export == "last")
         discriminators = build_discriminators(self.pm, config)
         if t.sync_batchnorm and acc.num_processes > 1:
             # N processes of batch B then train like one process of batch N*B (docs/distributed.md)
@@ -82,8 +83,11 @@ class Trainer:
                                opt_d=opt_d, noise=noise)
         self.step = 0
         self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._ema_ready_at = -1  # the step whose EMA weights the EMA's BatchNorm statistics describe
+        self.selection = BestExports(self.pm, config)
         if resume:
-            self.step = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed)
+            self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed)
+            self.selection.restore(meta.get("best", {}))
 
     # ---- the parts, by the names benchmarks and tests use ------------------------------------------
 
@@ -168,11 +172,16 @@ class Trainer:
                 if acc.is_main_process:
                     self.files.append_metrics(record)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith("/adv")}, refresh=False)
-            if self.step % t.sample_every == 0 or self.step == t.steps:
+            sample = self.step % t.sample_every == 0 or self.step == t.steps
+            evaluate = bool(t.eval_every) and (self.step % t.eval_every == 0 or self.step == t.steps)
+            save = self.step % t.checkpoint_every == 0 or self.step == t.steps
+            if sample or evaluate or save:
+                self.prepare_ema()  # every rank: with SyncBatchNorm this is a collective
+            if sample:
                 self.write_samples()
-            if t.eval_every and (self.step % t.eval_every == 0 or self.step == t.steps):
+            if evaluate:
                 self.evaluate()
-            if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+            if save:
                 self.save_checkpoint()
         bar.close()
         acc.wait_for_everyone()
@@ -202,6 +211,34 @@ class Trainer:
                         self.step, ", ".join(bad))
 
     # ---- samples, evaluation, export ------------------------------------------------------------
+
+    @torch.no_grad()
+    def prepare_ema(self) -> None:
+        """Make the EMA generator ready to sample, evaluate and export: recompute its BatchNorm statistics
+        for its own weights (``train.ema_bn_batches`` batches per modality; once per step).
+
+        Every process must call it at the same steps (SyncBatchNorm all-reduces the statistics). The
+        inputs come from an RNG of their own, the same at every call, so training noise, data order and
+        exact resume are untouched.
+        """
+        n = self.config.train.ema_bn_batches
+        if n <= 0 or self._ema_ready_at == self.step:
+            return
+        self._ema_ready_at = self.step
+        acc = self.accelerator
+        for name, modality in self.modalities.items():
+            layers = batchnorm_layers(self.ema.stems[name]) + batchnorm_layers(self.ema.heads[name])
+            if not layers:
+                continue
+            mcfg, batch = self.config.modalities[name], self.batch_size(name)
+            gen = torch.Generator().manual_seed(noise_seed(self.config.run.seed, acc.process_index) + 2_000_003)
+            if modality.sample_input is not None:
+                inputs = (modality.sample_input(batch, mcfg, gen) for _ in range(n))
+            else:  # a conditional modality: inputs from real samples, the same ones every time
+                real = self.data.preview(name, batch * n)
+                inputs = (modality.make_input(chunk, mcfg, gen) for chunk in real.split(batch))
+            with acc.autocast():
+                recalibrate_batchnorm(lambda x, name=name: self.ema(name, x.to(acc.device)), layers, inputs)
 
     def fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The same generator inputs at every sample step (and the real samples they come from).
@@ -254,16 +291,23 @@ class Trainer:
                 log.warning("step %d: %s evaluation skipped: %s", self.step, name, exc)
         if record:
             self.files.append_metrics({"step": self.step, **record})
+        for name in self.selection.improved(self.step, record):
+            self.export(name, best=True)
         return record
 
-    def export(self) -> None:
-        """Write each modality's EMA generator as safetensors + JSON for ``mmgan generate``."""
-        for name in self.modalities:
+    def export(self, only: str | None = None, best: bool = False) -> None:
+        """Write each modality's (or ``only``'s) EMA generator as safetensors + JSON for ``mmgan generate``:
+        to ``export/``, or with ``best`` to ``export/best/`` with the score that selected it."""
+        for name in [only] if only else self.modalities:
             meta = {"mmgan_version": __version__, "modality": name, "step": self.step,
                     "config": asdict(self.config.modalities[name]), "trunk": asdict(self.config.trunk)}
-            checkpoint.export_generator(self.run_dir / "export", name, self.ema.modality_state_dict(name), meta)
+            directory = self.run_dir / "export"
+            if best:
+                meta["selected_by"] = self.selection.best[name]
+                directory = directory / checkpoint.BEST_DIR
+            checkpoint.export_generator(directory, name, self.ema.modality_state_dict(name), meta)
 
     def save_checkpoint(self) -> None:
         """A checkpoint of this step (every rank calls it), then the export (rank 0)."""
         save_checkpoint(self.accelerator, self.run_dir, self.step, self.ema, self.noise,
-                        self.config.train.keep_checkpoints, self.export)
+                        self.config.train.keep_checkpoints, self.export, {"best": self.selection.best})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 
@@ -91,3 +92,11 @@ def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
     if ctx.modality.name != "image":
         return None
     return image_metrics(ctx)
+
+
+@mmgan.hookimpl
+def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
+    for name in ("swd_32", "swd_16", "swd", "fd", "kid", "fid"):
+        register("image", name, "min")
+    for name in ("precision", "recall", "mode_coverage"):
+        register("image", name, "max")

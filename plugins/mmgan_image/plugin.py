@@ -14,7 +14,7 @@ from mmgan.errors import DataError
 from mmgan.modality import Modality, ModalityConfig
 from mmgan_image.datasets import open_image_source
 from mmgan_image.grid import save_grid
-from mmgan_image.metrics import mmgan_evaluate  # noqa: F401 - the image metrics hook, part of this plugin
+from mmgan_image.metrics import mmgan_evaluate, mmgan_register_metrics  # noqa: F401 - this plugin's metric hooks
 from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
 from mmgan_image.shards import ImageCodec
 

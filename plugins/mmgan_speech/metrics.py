@@ -292,3 +292,4 @@ def evaluate_vocoder(vocoder: Callable[[torch.Tensor], torch.Tensor], source: st
         finite = [v for v in values if not math.isnan(v)]
         means[name] = float(np.mean(finite)) if finite else float("nan")
     return means
+

@@ -140,6 +140,14 @@ def mmgan_write_samples(
 
 
 @mmgan.hookimpl
+def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
+    for metric in ("mel_l1", "mrstft", "mcd_db"):
+        register(NAME, metric, "min")
+    for metric in ("pesq_wb", "stoi"):
+        register(NAME, metric, "max")
+
+
+@mmgan.hookimpl
 def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
     """Copy synthesis of ``ctx.num_samples`` held-out clips of ``ctx.data``: mel_l1, mrstft, mcd_db, and
     pesq_wb and stoi with the ``audio-metrics`` extra (``mmgan_speech.metrics``)."""
@@ -165,7 +173,8 @@ def mmgan_register_commands(cli: click.Group) -> None:
     @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
     @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .wav file.")
     @click.option("--chunk-frames", type=int, default=1024, show_default=True, help="Mel frames per chunk.")
-    def vocode_command(run_dir: Path, source: Path, output: Path, chunk_frames: int) -> None:
+    @click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept.")
+    def vocode_command(run_dir: Path, source: Path, output: Path, chunk_frames: int, last: bool) -> None:
         """Waveform from INPUT (a .wav: copy synthesis; a .npy log-mel (80, frames)) with RUN's vocoder."""
         from mmgan.inference import load_generator, pick_modality
         from mmgan_speech.audio import write_wav_stream
@@ -176,7 +185,7 @@ def mmgan_register_commands(cli: click.Group) -> None:
             raise click.ClickException(f"--chunk-frames must be positive, got {chunk_frames}")
         if output.is_dir():
             raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'out.wav'}")
-        generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME))
+        generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME), last=last)
         remove_weight_norm(generator)
         mel = read_mel_input(source)
         chunks = vocode_chunks(generator, mel, chunk_frames=chunk_frames, progress=True)
