@@ -40,14 +40,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine_header  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-# name -> --set overrides on top of `mmgan run --plugin image`; "bare" is quality_image.py's loop
+# name -> --set overrides on top of `mmgan run --plugin image`; names starting with "bare" are
+# quality_image.py's plain loop (no trunk, no Accelerate, no EMA), with these train-bare arguments
 VARIANTS: dict[str, list[str]] = {
     "default": [],
     "depth0": ["trunk.depth=0"],
-    "bare": [],
+    "bare": ["--width", "512"],
     "w256-d1": ["trunk.width=256", "trunk.depth=1"],
     "depth1": ["trunk.depth=1"],
     "w256": ["trunk.width=256"],
+    "w256-d0": ["trunk.width=256", "trunk.depth=0"],
+    "bare-w256": ["--width", "256"],
 }
 FORMS = ("ema", "ema-copied", "ema-recal", "live", "ema-batch")
 
@@ -73,10 +76,10 @@ def train(args: argparse.Namespace) -> None:
             if finished(run, args.steps):
                 continue
             started = time.perf_counter()
-            if variant == "bare":
+            if variant.startswith("bare"):
                 subprocess.run([sys.executable, str(HERE / "quality_image.py"), "train-bare", "--out", str(run),
-                                "--steps", str(args.steps), "--seed", str(seed), "--threads", str(args.threads)],
-                               check=True, stdout=subprocess.DEVNULL)
+                                "--steps", str(args.steps), "--seed", str(seed), "--threads", str(args.threads),
+                                *VARIANTS[variant]], check=True, stdout=subprocess.DEVNULL)
             else:
                 resume = bool(checkpoint.checkpoint_dirs(run))
                 overrides = [*VARIANTS[variant], *args.set, "train.eval_every=0"]

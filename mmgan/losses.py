@@ -7,6 +7,7 @@ scale, as MelGAN's) or an object with a ``logits`` attribute; each scale's loss 
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,7 +97,8 @@ class LossContext:
 
     def __init__(self, modality: str, config: Any, step: int, real: torch.Tensor, fake: torch.Tensor,
                  generator_input: torch.Tensor, d_fake: Any, discriminator: Callable[[torch.Tensor], Any],
-                 d_real: Any = None) -> None:
+                 d_real: Any = None, seed: int = 0, rank: int = 0, kind: str = "") -> None:
+        self.seed, self.rank, self.kind = seed, rank, kind
         self.modality = modality
         self.config = config
         self.step = step
@@ -106,6 +108,20 @@ class LossContext:
         self.d_fake = d_fake
         self.discriminator = discriminator
         self._d_real = d_real
+
+    def rng(self, name: str, device: torch.device | str | None = None) -> torch.Generator:
+        """A random generator for the plugin ``name`` (your plugin's name, or any fixed string), seeded
+        from the run seed, the step, the process rank, the modality, the step half and ``name``.
+
+        Draw a loss term's random numbers from it: a resumed run then draws exactly what an unbroken one
+        drew (nothing to save), and another plugin installed beside yours does not change your draws.
+        ``device`` is where the generator lives (``torch.randn(..., generator=g, device=...)`` wants it
+        on the tensor's device); the default is the real batch's device.
+        """
+        key = f"{self.seed}/{self.step}/{self.rank}/{self.modality}/{self.kind}/{name}".encode()
+        seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & (2**63 - 1)
+        device = torch.device(device) if device is not None else self.real.device
+        return torch.Generator(device=device).manual_seed(seed)
 
     @property
     def d_real(self) -> Any:
