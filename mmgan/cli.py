@@ -16,7 +16,7 @@ from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager
 
 
 def torch_cuda_available() -> bool:
-    """Whether a CUDA device is there (imports torch only when the CLI is built)."""
+    """Whether a CUDA device is there (imports torch: call it inside a command, not to build the CLI)."""
     import torch
 
     return torch.cuda.is_available()
@@ -173,16 +173,17 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
 @click.option("--modality", help="Which modality, for a multi-task run.")
 @click.option("--inception-weights", type=click.Path(path_type=Path), metavar="PATH",
               help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds the standard FID (images).")
-@click.option("--device", default="cuda" if torch_cuda_available() else "cpu", show_default=True,
+@click.option("--device", default=None, show_default="cuda if available, else cpu",
               help="Where the generator and the feature networks run.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report file [default: RUN/eval.json].")
 @click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept (select_by).")
 def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
-                 inception_weights: Path | None, device: str, out: Path | None, last: bool) -> None:
+                 inception_weights: Path | None, device: str | None, out: Path | None, last: bool) -> None:
     """Measure a run's exported generator against real samples; no download (docs/metrics.md)."""
     from mmgan.evaluation import evaluate_run, format_table, write_report
 
     options = {"inception_weights": inception_weights} if inception_weights else {}
+    device = device or ("cuda" if torch_cuda_available() else "cpu")
     report = evaluate_run(run_dir, modality, data, num, batch_size, seed, device, options, last=last)
     click.echo(f"{report['modality']} generator of {run_dir} ({report['export']} export, step {report['step']}) "
                f"vs {report['data']}, "

@@ -35,8 +35,11 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 class RunSection:
     """Which modalities, where outputs go, and the seed everything random derives from."""
 
+    # the modalities this run trains (`--plugin`, repeatable)
     modalities: list[str] = field(default_factory=list)
+    # the run directory (`--out`); empty: runs/<modalities>-<start time>
     out: str = ""
+    # the seed of everything random: weights, data order, noise (`--seed`)
     seed: int = 0
     # another run whose exported trunk initialises this run's (transfer between modalities)
     init_trunk: str = ""
@@ -48,34 +51,50 @@ class RunSection:
 class TrainConfig:
     """The training loop. Adam and EMA defaults follow DCGAN (Radford et al. 2015)."""
 
+    # training steps, each one D update and one G update (`--steps`)
     steps: int = 2000
+    # samples per process and step (`--batch-size`); <modality>.batch_size overrides it per modality
     batch_size: int = 64
+    # the adversarial loss: nonsaturating, hinge, lsgan or a plugin's; <modality>.loss overrides it
     loss: str = "nonsaturating"
+    # Adam learning rate of the generators (stems, trunk, heads)
     lr_g: float = 2e-4
+    # Adam learning rate of the discriminators
     lr_d: float = 2e-4
+    # Adam beta1 of both optimizers (DCGAN: 0.5)
     beta1: float = 0.5
+    # Adam beta2 of both optimizers
     beta2: float = 0.999
+    # the EMA generator's decay per step, once the ramp-up allows it
     ema_decay: float = 0.999
     # the EMA half-life is at most this share of the steps so far (0: always ema_decay)
     ema_rampup: float = 0.05
     # before the EMA generator samples, is evaluated or exported, its BatchNorm statistics are recomputed
     # for its own weights on this many batches of generator inputs (0: keep the live generator's)
     ema_bn_batches: int = 16
+    # steps between lines of metrics.jsonl (losses averaged over processes, steps/s)
     log_every: int = 10
+    # steps between sample files of the EMA generator (samples/<modality>/step_N)
     sample_every: int = 500
+    # samples in each sample file, from the same inputs every time
     num_samples: int = 64
+    # steps between resumable checkpoints; each also refreshes export/
     checkpoint_every: int = 500
+    # how many of the newest checkpoints are kept
     keep_checkpoints: int = 3
+    # DataLoader worker processes per modality (0: load in the training process)
     num_workers: int = 0
     # WebDataset shards: samples in each worker's shuffle buffer (memory: this many undecoded samples)
     shuffle_buffer: int = 512
     # with several processes, BatchNorm statistics over the global batch (N x B trains like one N*B batch)
     sync_batchnorm: bool = True
+    # channels_last memory format for G and D (faster convolutions on CPU)
     channels_last: bool = False
     # "no", "bf16" or "fp16"; empty means Accelerate's own setting (accelerate launch / accelerate config)
     mixed_precision: str = ""
     # every eval_every steps (0: never) the plugins' metrics of the EMA generator on eval_samples samples
     eval_every: int = 0
+    # samples per periodic evaluation, at most each modality's own (<modality>.eval_samples sets it)
     eval_samples: int = 1000
 
 
@@ -281,6 +300,9 @@ def validate(config: RunConfig) -> None:
         for key in ("batch_size", "eval_samples"):
             if getattr(section, key, 0) < 0:
                 raise ConfigError(f"{name}.{key} must be >= 0 (0: train.{key}), got {getattr(section, key)}")
+        if not -1 <= section.trunk_depth <= tr.depth:
+            raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or 0 to trunk.depth={tr.depth}, "
+                              f"got {section.trunk_depth}")
         _validate_section(section, f"[{name}]")
 
 
@@ -314,6 +336,16 @@ def to_toml(config: RunConfig) -> str:
         lines += [f"{key} = {_toml_value(value)}" for key, value in section.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+# What a run or an export written before a modality key existed meant by its absence, where that key's
+# default (in a plugin's config class) may differ: such runs resume and load as they were trained.
+LEGACY_MODALITY_VALUES: dict[str, Any] = {"trunk_depth": -1}
+
+
+def legacy_modality_values(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a modality section written before some keys existed meant by leaving them out."""
+    return {key: value for key, value in LEGACY_MODALITY_VALUES.items() if key not in section}
 
 
 def section_from_dict(cls: type, values: Mapping[str, Any], origin: str) -> Any:
@@ -353,6 +385,8 @@ def resolve(
         if not saved.is_file():
             raise CheckpointError(f"run {resume_dir} has no config.toml: nothing to resume")
         file_data, origin = read_toml(saved), str(saved)
+        for name in modalities_in(file_data):
+            file_data.setdefault(name, {}).update(legacy_modality_values(file_data.get(name, {})))
         if plugins and list(plugins) != modalities_in(file_data):
             raise ConfigError(f"--plugin {' '.join(plugins)} differs from the resumed run's "
                               f"modalities {modalities_in(file_data)}; leave --plugin out when resuming")

@@ -9,7 +9,7 @@ import pluggy
 import torch
 
 from mmgan.checkpoint import export_dir_of, exported_modalities, read_export
-from mmgan.config import section_from_dict
+from mmgan.config import legacy_modality_values, section_from_dict
 from mmgan.errors import CheckpointError
 from mmgan.plugins import get_modality, get_plugin_manager
 from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
@@ -37,12 +37,15 @@ def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager 
     run_dir = Path(run_dir)
     state, meta = read_export(run_dir, modality, last)
     origin = f"{export_dir_of(run_dir, modality, last)}/{modality}.json"
-    config = section_from_dict(get_modality(modality, pm).config_class, meta.get("config", {}), origin)
+    values = meta.get("config", {})
+    if isinstance(values, dict):
+        values = {**values, **legacy_modality_values(values)}
+    config = section_from_dict(get_modality(modality, pm).config_class, values, origin)
     trunk = LatentTrunk(section_from_dict(TrunkConfig, meta.get("trunk", {}), origin), [modality])
     built = pm.hook.mmgan_build_generator(modality=modality, config=config, width=trunk.width)
     if built is None:
         raise CheckpointError(f"no installed plugin builds a {modality!r} generator for {origin}")
-    generator = GeneratorSet(trunk, {modality: built})
+    generator = GeneratorSet(trunk, {modality: built}, {modality: config.trunk_depth})
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:

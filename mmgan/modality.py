@@ -22,13 +22,19 @@ class ModalityConfig:
     ``Modality.eval_samples`` during training; ``Modality.eval_samples`` for ``mmgan eval``).
     """
 
+    # the training data: builtin:NAME, a folder, or WebDataset shards (`--data`)
     data: str = ""
+    # this modality's adversarial loss (empty: train.loss)
     loss: str = ""
+    # this modality's batch per process (0: train.batch_size)
     batch_size: int = 0
+    # samples per evaluation (0: the smaller of train.eval_samples and the modality's own)
     eval_samples: int = 0
     # a metric of this modality (e.g. "fd"): with periodic evaluation on, the run keeps the export that
     # scored best on it beside the last one (empty: only the last)
     select_by: str = ""
+    # how many of the shared trunk's blocks this modality's generator goes through: the first N (-1: all)
+    trunk_depth: int = -1
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,13 @@ from torch import nn
 class TrunkConfig:
     """Size of the shared trunk. ``width`` is the token width every stem must emit."""
 
+    # token width: what every stem emits and every head takes
     width: int = 512
+    # residual blocks in the trunk (a modality may go through fewer: <modality>.trunk_depth)
     depth: int = 2
+    # the depthwise convolution's kernel over T (odd)
     kernel_size: int = 3
+    # the MLP's hidden width as a multiple of width
     expansion: int = 2
 
 
@@ -67,11 +71,12 @@ class LatentTrunk(nn.Module):
     def width(self) -> int:
         return self.config.width
 
-    def forward(self, tokens: torch.Tensor, modality: str) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, modality: str, depth: int = -1) -> torch.Tensor:
+        """``tokens`` through the first ``depth`` blocks (-1: all), with ``modality``'s FiLM."""
         if tokens.dim() != 3 or tokens.shape[1] != self.width:
             raise ValueError(f"trunk expects tokens (B, {self.width}, T), got {tuple(tokens.shape)}")
         film = self.film[modality]
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self.blocks[:depth] if depth >= 0 else self.blocks):
             tokens = block(tokens, film[i])
         return tokens
 
@@ -82,9 +87,12 @@ class GeneratorSet(nn.Module):
     One module, so Accelerate/DDP wraps it once and the trunk's parameters exist once.
     """
 
-    def __init__(self, trunk: LatentTrunk, parts: dict[str, tuple[nn.Module, nn.Module]]) -> None:
+    def __init__(self, trunk: LatentTrunk, parts: dict[str, tuple[nn.Module, nn.Module]],
+                 depths: Mapping[str, int] | None = None) -> None:
         super().__init__()
         self.trunk = trunk
+        # how many trunk blocks each modality goes through (-1 or missing: all)
+        self.depths = {name: (depths or {}).get(name, -1) for name in parts}
         self.stems = nn.ModuleDict({name: stem for name, (stem, _) in parts.items()})
         self.heads = nn.ModuleDict({name: head for name, (_, head) in parts.items()})
 
@@ -101,7 +109,12 @@ class GeneratorSet(nn.Module):
         return self._generate(modality, x)
 
     def _generate(self, modality: str, x: torch.Tensor) -> torch.Tensor:
-        return self.heads[modality](self.trunk(self.stems[modality](x), modality))
+        return self.heads[modality](self.trunk(self.stems[modality](x), modality, self.depths[modality]))
+
+    def unused_trunk_blocks(self) -> list[int]:
+        """Indices of trunk blocks that no modality of this set goes through."""
+        deepest = max((len(self.trunk.blocks) if d < 0 else d for d in self.depths.values()), default=0)
+        return list(range(deepest, len(self.trunk.blocks)))
 
     def modality_state_dict(self, modality: str) -> dict[str, torch.Tensor]:
         """The weights one modality's generator needs: its stem, the trunk (its own FiLM only), its head."""

@@ -37,3 +37,36 @@ def test_modality_state_dict_holds_only_that_modality():
     assert "heads.a.weight" in keys and "trunk.film.a" in keys
     assert not any(k.startswith("heads.b") or k == "trunk.film.b" for k in keys)
     assert any(k.startswith("trunk.blocks.") for k in keys)
+
+
+def test_a_modality_goes_through_the_first_trunk_depth_blocks_only():
+    trunk = LatentTrunk(TrunkConfig(width=8, depth=3), ["a", "b"])
+    for block in trunk.blocks:
+        torch.nn.init.normal_(block.down.weight)  # every block changes its input
+    ident = (torch.nn.Identity(), torch.nn.Identity())
+    gens = GeneratorSet(trunk, {"a": ident, "b": ident}, {"a": 1, "b": -1})
+    x = torch.randn(2, 8, 5)
+    assert torch.allclose(gens("a", x), trunk.blocks[0](x, trunk.film["a"][0]))
+    assert torch.allclose(gens("b", x), trunk(x, "b"))
+    assert gens.unused_trunk_blocks() == []
+    assert GeneratorSet(trunk, {"a": ident}, {"a": 1}).unused_trunk_blocks() == [1, 2]
+
+
+def test_blocks_no_modality_uses_stay_frozen_and_still_export(tiny_config, tmp_path):
+    from mmgan import checkpoint
+    from mmgan.engine import Trainer
+    from mmgan.inference import load_generator
+
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(run, steps=3, extra=("trunk.depth=2", "image.trunk_depth=1")), progress=False)
+    live = trainer.accelerator.unwrap_model(trainer.G)
+    unused_before = {k: v.clone() for k, v in live.trunk.blocks[1].state_dict().items()}
+    used_before = live.trunk.blocks[0].up.weight.clone()
+    trainer.fit()
+    assert all(torch.equal(v, live.trunk.blocks[1].state_dict()[k]) for k, v in unused_before.items())
+    assert not torch.equal(used_before, live.trunk.blocks[0].up.weight)
+    # the export holds both blocks and loads as the network that was trained: one block for image
+    state, meta = checkpoint.read_export(run, "image")
+    assert "trunk.blocks.1.up.weight" in state and meta["config"]["trunk_depth"] == 1
+    generator, config = load_generator(run, "image")
+    assert config.trunk_depth == 1 and generator.depths == {"image": 1}

@@ -48,7 +48,12 @@ def build_generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSe
         if built is None:
             raise PluginError(f"no plugin builds a generator for modality {name!r}")
         parts[name] = built
-    return GeneratorSet(trunk, parts)
+    generators = GeneratorSet(trunk, parts, {name: config.modalities[name].trunk_depth for name in parts})
+    # blocks no modality of this run goes through stay as they are (kept for transfer to a deeper one);
+    # frozen, so neither Adam nor DDP waits for gradients that cannot come
+    for index in generators.unused_trunk_blocks():
+        generators.trunk.blocks[index].requires_grad_(False)
+    return generators
 
 
 def build_discriminators(pm: pluggy.PluginManager, config: RunConfig) -> DiscriminatorSet:

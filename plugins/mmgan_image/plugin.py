@@ -29,10 +29,15 @@ class ImageConfig(ModalityConfig):
     trains to clearly recognisable samples within 15 minutes on 2 CPU cores (docs/benchmarks.md).
     """
 
+    # builtin:shapes, a folder of png/jpg/webp images, or WebDataset shards
     data: str = "builtin:shapes"
+    # 32 or 64 pixels square (64 is the paper's network)
     image_size: int = 32
+    # the length of the noise vector z
     nz: int = 100
+    # generator head channels: 4*ngf, 2*ngf, ngf before the RGB layer (64x64)
     ngf: int = 64
+    # discriminator channels: ndf, 2*ndf, ... doubling at each halving
     ndf: int = 64
 
     def validate(self) -> None:

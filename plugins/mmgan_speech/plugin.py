@@ -34,15 +34,25 @@ class SpeechConfig(ModalityConfig):
     each layer 0.8/3, i.e. 1.6x this mean (see ``networks.feature_matching_loss``).
     """
 
+    # builtin:speech, a folder of WAV files, an LJSpeech root, or WebDataset shards
     data: str = "builtin:speech"
+    # MelGAN's hinge loss
     loss: str = "hinge"
+    # training segment in samples (a multiple of the hop, 256)
     segment_length: int = 8192
+    # MelGAN head channels: ngf * 8, 4, 2, 1 after its four upsamplings
     ngf: int = 32
+    # MelGAN discriminator channels of the first layer
     ndf: int = 16
+    # the most channels a discriminator layer has
     disc_channels: int = 1024
+    # weight of the feature-matching L1 (mean over scales and layers)
     feature_matching_weight: float = 10.0
+    # weight of the log-mel L1 reconstruction loss (HiFi-GAN: 45)
     mel_weight: float = 45.0
+    # weight of the multi-resolution STFT loss (0: off)
     stft_weight: float = 0.0
+    # clips shorter than a segment: "pad" with silence or "skip"
     short_clips: str = "pad"
 
     def validate(self) -> None:
