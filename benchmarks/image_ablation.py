@@ -51,6 +51,8 @@ VARIANTS: dict[str, list[str]] = {
     "w256": ["trunk.width=256"],
     "w256-d0": ["trunk.width=256", "trunk.depth=0"],
     "bare-w256": ["--width", "256"],
+    "lr01": ["trunk.lr_scale=0.1"],
+    "w256-d1-lr01": ["trunk.width=256", "trunk.depth=1", "trunk.lr_scale=0.1"],
 }
 FORMS = ("ema", "ema-copied", "ema-recal", "live", "ema-batch")
 

@@ -23,6 +23,11 @@ class TrunkConfig:
     kernel_size: int = 3
     # the MLP's hidden width as a multiple of width
     expansion: int = 2
+    # the trunk's learning rate as a multiple of train.lr_g (1: one Adam group with the stems and heads)
+    lr_scale: float = 1.0
+
+    # the keys that shape the weights (what must agree for --init-trunk); lr_scale only trains them
+    SHAPE_KEYS = ("width", "depth", "kernel_size", "expansion")
 
 
 class TrunkBlock(nn.Module):

@@ -70,3 +70,16 @@ def test_blocks_no_modality_uses_stay_frozen_and_still_export(tiny_config, tmp_p
     assert "trunk.blocks.1.up.weight" in state and meta["config"]["trunk_depth"] == 1
     generator, config = load_generator(run, "image")
     assert config.trunk_depth == 1 and generator.depths == {"image": 1}
+
+
+def test_trunk_lr_scale_sets_the_trunks_own_learning_rate(tiny_config, tmp_path):
+    from mmgan.engine import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path / "run", steps=2, extra=("trunk.lr_scale=0",)), progress=False)
+    trunk = trainer.accelerator.unwrap_model(trainer.G).trunk
+    before = trunk.blocks[0].up.weight.clone()
+    stem_before = trainer.accelerator.unwrap_model(trainer.G).stems["image"].net[0].weight.clone()
+    assert [g["lr"] for g in trainer.opt_g.param_groups] == [2e-4, 0.0]
+    trainer.fit()
+    assert torch.equal(before, trunk.blocks[0].up.weight)  # lr 0: the trunk stays where it was
+    assert not torch.equal(stem_before, trainer.accelerator.unwrap_model(trainer.G).stems["image"].net[0].weight)

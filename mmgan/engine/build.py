@@ -21,7 +21,7 @@ from mmgan.config import RunConfig, TrainConfig
 from mmgan.data import EpochSampler, endless_batches, open_training_data
 from mmgan.errors import CheckpointError, DataError, PluginError
 from mmgan.shards import ShardStream
-from mmgan.trunk import DiscriminatorSet, GeneratorSet, LatentTrunk
+from mmgan.trunk import DiscriminatorSet, GeneratorSet, LatentTrunk, TrunkConfig
 
 log = logging.getLogger("mmgan")
 
@@ -75,7 +75,7 @@ def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
         raise CheckpointError(f"--init-trunk {run_dir}: no exported generator there (expected export/*.safetensors)")
     state, meta = checkpoint.read_export(run_dir, found[0], last)
     theirs = meta.get("trunk", {})
-    ours = asdict(trunk.config)
+    ours = {key: value for key, value in asdict(trunk.config).items() if key in TrunkConfig.SHAPE_KEYS}
     if any(theirs.get(key) != value for key, value in ours.items()):
         raise CheckpointError(f"--init-trunk {run_dir}: its trunk {theirs} does not fit this run's trunk {ours}; "
                               "set the same [trunk] values")
@@ -91,6 +91,19 @@ def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
     if any(not key.startswith("film.") for key in missing):
         raise CheckpointError(f"--init-trunk {run_dir}: the export lacks trunk weights {sorted(missing)[:3]}")
     log.info("trunk initialised from %s (modalities %s)", run_dir, ", ".join(found))
+
+
+def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam over the generators; the trunk in a group of its own when ``trunk.lr_scale`` is not 1."""
+    t, scale = config.train, config.trunk.lr_scale
+    if scale == 1:
+        # one group, as runs before lr_scale existed: their optimizer state loads unchanged
+        return torch.optim.Adam(generators.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+    trunk = list(generators.trunk.parameters())
+    ids = {id(p) for p in trunk}
+    rest = [p for p in generators.parameters() if id(p) not in ids]
+    return torch.optim.Adam([{"params": rest}, {"params": trunk, "lr": t.lr_g * scale}], lr=t.lr_g,
+                            betas=(t.beta1, t.beta2))
 
 
 class TrainingData:

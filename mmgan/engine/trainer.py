@@ -21,7 +21,14 @@ from mmgan import __version__, checkpoint
 from mmgan.config import RunConfig, validate
 from mmgan.distributed import convert_sync_batchnorm
 from mmgan.engine.best import BestExports
-from mmgan.engine.build import TrainingData, build_discriminators, build_generators, load_trunk, new_accelerator
+from mmgan.engine.build import (
+    TrainingData,
+    build_discriminators,
+    build_generators,
+    generator_optimizer,
+    load_trunk,
+    new_accelerator,
+)
 from mmgan.engine.ema import batchnorm_layers, ema_decay, recalibrate_batchnorm, update_ema
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
@@ -68,7 +75,7 @@ class Trainer:
             generators = generators.to(memory_format=torch.channels_last)
             discriminators = discriminators.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(generators).eval().requires_grad_(False)
-        opt_g = torch.optim.Adam(generators.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+        opt_g = generator_optimizer(generators, config)
         opt_d = torch.optim.Adam(discriminators.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
 
         self.data = TrainingData(self.pm, config, acc)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
 
 import torch
 
-import mmgan
 from mmgan.errors import MetricError
 from mmgan.evaluation import EvalContext
 from mmgan.metrics import (
@@ -86,17 +84,3 @@ def _inception_model(ctx: EvalContext) -> FIDInceptionV3 | None:
     check_enough_samples(ctx.num_samples, FID_FEATURE_DIM, "FID")
     return model
 
-
-@mmgan.hookimpl
-def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
-    if ctx.modality.name != "image":
-        return None
-    return image_metrics(ctx)
-
-
-@mmgan.hookimpl
-def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
-    for name in ("swd_32", "swd_16", "swd", "fd", "kid", "fid"):
-        register("image", name, "min")
-    for name in ("precision", "recall", "mode_coverage"):
-        register("image", name, "max")

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-import mmgan
 from mmgan.errors import DataError
+from mmgan.evaluation import EvalContext
 from mmgan.modality import Modality, ModalityConfig
+from mmgan.modality_plugin import ModalityPlugin
 from mmgan_image.datasets import open_image_source
 from mmgan_image.grid import save_grid
-from mmgan_image.metrics import mmgan_evaluate, mmgan_register_metrics  # noqa: F401 - this plugin's metric hooks
+from mmgan_image.metrics import image_metrics
 from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
 from mmgan_image.shards import ImageCodec
 
@@ -57,54 +57,43 @@ def noise_for_batch(real: torch.Tensor, config: ImageConfig, generator: torch.Ge
     return noise(real.shape[0], config, generator)
 
 
-@mmgan.hookimpl
-def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
-    register(Modality(
+class ImagePlugin(ModalityPlugin):
+    """DCGAN declared once: mmgan asks this object for the ``image`` modality's parts."""
+
+    modality = Modality(
         name=NAME,
         config_class=ImageConfig,
         make_input=noise_for_batch,
         sample_input=noise,
         description="DCGAN (Radford et al. 2015), 32x32 or 64x64 RGB",
         train_defaults={"steps": 5000, "batch_size": 32},
-    ))
+    )
+    metric_goals = {"swd_32": "min", "swd_16": "min", "swd": "min", "fd": "min", "kid": "min", "fid": "min",
+                    "precision": "max", "recall": "max", "mode_coverage": "max"}
+
+    def build_generator(self, config: ImageConfig, width: int) -> tuple[nn.Module, nn.Module]:
+        return DCGANStem(config.nz, width), DCGANHead(width, config.ngf, config.image_size)
+
+    def build_discriminator(self, config: ImageConfig) -> nn.Module:
+        return DCGANDiscriminator(config.ndf, config.image_size)
+
+    def read_data(self, source: str, config: ImageConfig, seed: int) -> torch.utils.data.Dataset:
+        return open_image_source(source, config.image_size, seed)
+
+    def shard_codec(self, config: ImageConfig) -> ImageCodec:
+        return ImageCodec(config.image_size)
+
+    def write_samples(self, samples: torch.Tensor, path: Path, config: ImageConfig,
+                      real: torch.Tensor | None) -> list[Path]:
+        path = Path(path)
+        try:
+            return [save_grid(samples, path if path.suffix else path.with_suffix(".png"))]
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        return image_metrics(ctx)
 
 
-@mmgan.hookimpl
-def mmgan_build_generator(modality: str, config: ImageConfig, width: int) -> tuple[nn.Module, nn.Module] | None:
-    if modality != NAME:
-        return None
-    return DCGANStem(config.nz, width), DCGANHead(width, config.ngf, config.image_size)
-
-
-@mmgan.hookimpl
-def mmgan_build_discriminator(modality: str, config: ImageConfig) -> nn.Module | None:
-    if modality != NAME:
-        return None
-    return DCGANDiscriminator(config.ndf, config.image_size)
-
-
-@mmgan.hookimpl
-def mmgan_read_data(modality: str, source: str, config: ImageConfig, seed: int) -> torch.utils.data.Dataset | None:
-    if modality != NAME:
-        return None
-    return open_image_source(source, config.image_size, seed)
-
-
-@mmgan.hookimpl
-def mmgan_shard_codec(modality: str, config: ImageConfig) -> ImageCodec | None:
-    if modality != NAME:
-        return None
-    return ImageCodec(config.image_size)
-
-
-@mmgan.hookimpl
-def mmgan_write_samples(
-    modality: str, samples: torch.Tensor, path: Path, config: ImageConfig, real: torch.Tensor | None
-) -> list[Path] | None:
-    if modality != NAME:
-        return None
-    path = Path(path)
-    try:
-        return [save_grid(samples, path if path.suffix else path.with_suffix(".png"))]
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
+# the object the ``image`` entry point names
+plugin = ImagePlugin()

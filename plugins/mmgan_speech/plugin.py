@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from mmgan.errors import ConfigError
 from mmgan.evaluation import EvalContext
 from mmgan.losses import LossContext
 from mmgan.modality import Modality, ModalityConfig
+from mmgan.modality_plugin import ModalityPlugin
 from mmgan_speech.datasets import open_speech_source
 from mmgan_speech.losses import STFT_RESOLUTIONS, mel_l1, multi_resolution_stft
 from mmgan_speech.mel import MelConfig, mel_spectrogram
@@ -78,9 +78,10 @@ def log_mel(real: torch.Tensor, config: SpeechConfig, generator: torch.Generator
     return mel_spectrogram(real.reshape(real.shape[0], -1).float(), MEL)
 
 
-@mmgan.hookimpl
-def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
-    register(Modality(
+class SpeechPlugin(ModalityPlugin):
+    """The MelGAN vocoder declared once: mmgan asks this object for the ``speech`` modality's parts."""
+
+    modality = Modality(
         name=NAME,
         config_class=SpeechConfig,
         make_input=log_mel,
@@ -91,93 +92,62 @@ def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
         # MelGAN's optimiser and batch; 350 steps of 3 s fit the 20-minute default run on 2 CPU cores
         train_defaults={"batch_size": 16, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.5, "beta2": 0.9,
                         "steps": 350, "sample_every": 50, "checkpoint_every": 100},
-    ))
+    )
+    metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
+
+    def build_generator(self, config: SpeechConfig, width: int) -> tuple[nn.Module, nn.Module]:
+        return MelStem(MEL.n_mels, width), MelGANHead(width, ngf=config.ngf)
+
+    def build_discriminator(self, config: SpeechConfig) -> nn.Module:
+        try:
+            return MultiScaleDiscriminator(ndf=config.ndf, max_channels=config.disc_channels)
+        except ValueError as exc:  # channel counts that the grouped convolutions cannot split
+            raise ConfigError(f"[speech] ndf={config.ndf}, disc_channels={config.disc_channels}: {exc}") from None
+
+    def read_data(self, source: str, config: SpeechConfig, seed: int) -> torch.utils.data.Dataset:
+        return open_speech_source(source, config.segment_length, MEL.sample_rate, seed, config.short_clips)
+
+    def shard_codec(self, config: SpeechConfig) -> SpeechCodec:
+        return SpeechCodec(config.segment_length, MEL.sample_rate, config.short_clips)
+
+    def generator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor]:
+        cfg: SpeechConfig = ctx.config
+        terms = {}
+        if cfg.feature_matching_weight:
+            terms["fm"] = cfg.feature_matching_weight * feature_matching_loss(ctx.d_real, ctx.d_fake)
+        if cfg.mel_weight:
+            terms["mel"] = cfg.mel_weight * mel_l1(ctx.fake, ctx.real, MEL)
+        if cfg.stft_weight:
+            terms["stft"] = cfg.stft_weight * multi_resolution_stft(ctx.fake, ctx.real)
+        return terms
+
+    def write_samples(self, samples: torch.Tensor, path: Path, config: SpeechConfig,
+                      real: torch.Tensor | None) -> list[Path]:
+        return write_speech_samples(samples, Path(path), real, config=MEL)
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        """Copy synthesis of ``ctx.num_samples`` held-out clips of ``ctx.data``: mel_l1, mrstft, mcd_db, and
+        pesq_wb and stoi with the ``audio-metrics`` extra (``mmgan_speech.metrics``)."""
+        from mmgan_speech.metrics import HELD_OUT_SECONDS, evaluate_vocoder
+        from mmgan_speech.vocode import vocode
+
+        def step(modality: str, mel: torch.Tensor) -> torch.Tensor:
+            return ctx.generator(mel.to(ctx.device)).float().cpu()
+
+        def vocoder(mel: torch.Tensor) -> torch.Tensor:
+            return vocode(step, mel)  # chunked as `mmgan vocode`: memory bounded on long clips
+
+        seconds = float(ctx.options.get("speech_clip_seconds", HELD_OUT_SECONDS))
+        return evaluate_vocoder(vocoder, ctx.data, ctx.num_samples, ctx.seed, MEL, seconds)
+
+    @mmgan.hookimpl
+    def mmgan_register_commands(self, cli: click.Group) -> None:
+        register_vocode_command(cli)
 
 
-@mmgan.hookimpl
-def mmgan_build_generator(modality: str, config: SpeechConfig, width: int) -> tuple[nn.Module, nn.Module] | None:
-    if modality != NAME:
-        return None
-    return MelStem(MEL.n_mels, width), MelGANHead(width, ngf=config.ngf)
+def register_vocode_command(cli: click.Group) -> None:
+    """``mmgan vocode``: a waveform from a .wav or a log-mel .npy with a run's vocoder."""
 
-
-@mmgan.hookimpl
-def mmgan_build_discriminator(modality: str, config: SpeechConfig) -> nn.Module | None:
-    if modality != NAME:
-        return None
-    try:
-        return MultiScaleDiscriminator(ndf=config.ndf, max_channels=config.disc_channels)
-    except ValueError as exc:  # channel counts that the grouped convolutions cannot split
-        raise ConfigError(f"[speech] ndf={config.ndf}, disc_channels={config.disc_channels}: {exc}") from None
-
-
-@mmgan.hookimpl
-def mmgan_read_data(modality: str, source: str, config: SpeechConfig, seed: int) -> torch.utils.data.Dataset | None:
-    if modality != NAME:
-        return None
-    return open_speech_source(source, config.segment_length, MEL.sample_rate, seed, config.short_clips)
-
-
-@mmgan.hookimpl
-def mmgan_shard_codec(modality: str, config: SpeechConfig) -> SpeechCodec | None:
-    if modality != NAME:
-        return None
-    return SpeechCodec(config.segment_length, MEL.sample_rate, config.short_clips)
-
-
-@mmgan.hookimpl
-def mmgan_generator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
-    if ctx.modality != NAME:
-        return None
-    cfg: SpeechConfig = ctx.config
-    terms = {}
-    if cfg.feature_matching_weight:
-        terms["fm"] = cfg.feature_matching_weight * feature_matching_loss(ctx.d_real, ctx.d_fake)
-    if cfg.mel_weight:
-        terms["mel"] = cfg.mel_weight * mel_l1(ctx.fake, ctx.real, MEL)
-    if cfg.stft_weight:
-        terms["stft"] = cfg.stft_weight * multi_resolution_stft(ctx.fake, ctx.real)
-    return terms
-
-
-@mmgan.hookimpl
-def mmgan_write_samples(
-    modality: str, samples: torch.Tensor, path: Path, config: SpeechConfig, real: torch.Tensor | None
-) -> list[Path] | None:
-    if modality != NAME:
-        return None
-    return write_speech_samples(samples, Path(path), real, config=MEL)
-
-
-@mmgan.hookimpl
-def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
-    for metric in ("mel_l1", "mrstft", "mcd_db"):
-        register(NAME, metric, "min")
-    for metric in ("pesq_wb", "stoi"):
-        register(NAME, metric, "max")
-
-
-@mmgan.hookimpl
-def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
-    """Copy synthesis of ``ctx.num_samples`` held-out clips of ``ctx.data``: mel_l1, mrstft, mcd_db, and
-    pesq_wb and stoi with the ``audio-metrics`` extra (``mmgan_speech.metrics``)."""
-    if ctx.name != NAME:
-        return None
-    from mmgan_speech.metrics import HELD_OUT_SECONDS, evaluate_vocoder
-    from mmgan_speech.vocode import vocode
-
-    def step(modality: str, mel: torch.Tensor) -> torch.Tensor:
-        return ctx.generator(mel.to(ctx.device)).float().cpu()
-
-    def vocoder(mel: torch.Tensor) -> torch.Tensor:
-        return vocode(step, mel)  # chunked as `mmgan vocode`: memory bounded on long clips
-
-    seconds = float(ctx.options.get("speech_clip_seconds", HELD_OUT_SECONDS))
-    return evaluate_vocoder(vocoder, ctx.data, ctx.num_samples, ctx.seed, MEL, seconds)
-
-
-@mmgan.hookimpl
-def mmgan_register_commands(cli: click.Group) -> None:
     @cli.command("vocode")
     @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
     @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
@@ -201,3 +171,7 @@ def mmgan_register_commands(cli: click.Group) -> None:
         chunks = vocode_chunks(generator, mel, chunk_frames=chunk_frames, progress=True)
         samples = write_wav_stream(output, chunks, MEL.sample_rate)
         click.echo(f"wrote {output} ({samples / MEL.sample_rate:.2f} s)")
+
+
+# the object the ``speech`` entry point names
+plugin = SpeechPlugin()
