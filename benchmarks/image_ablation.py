@@ -53,6 +53,8 @@ VARIANTS: dict[str, list[str]] = {
     "bare-w256": ["--width", "256"],
     "lr01": ["trunk.lr_scale=0.1"],
     "w256-d1-lr01": ["trunk.width=256", "trunk.depth=1", "trunk.lr_scale=0.1"],
+    "bounded": ["trunk.residual=bounded"],
+    "w256-d1-bounded": ["trunk.width=256", "trunk.depth=1", "trunk.residual=bounded"],
 }
 FORMS = ("ema", "ema-copied", "ema-recal", "live", "ema-batch")
 

@@ -25,30 +25,41 @@ class TrunkConfig:
     expansion: int = 2
     # the trunk's learning rate as a multiple of train.lr_g (1: one Adam group with the stems and heads)
     lr_scale: float = 1.0
+    # "plain": x + branch(x), the branch's last layer zero-initialised; "bounded": x + g * branch(x)
+    # rescaled to x's size per token, with a gate g per modality and block starting at 0 (a block can
+    # never outweigh its input more than |g| times)
+    residual: str = "plain"
 
     # the keys that shape the weights (what must agree for --init-trunk); lr_scale only trains them
-    SHAPE_KEYS = ("width", "depth", "kernel_size", "expansion")
+    SHAPE_KEYS = ("width", "depth", "kernel_size", "expansion", "residual")
 
 
 class TrunkBlock(nn.Module):
     """Pre-norm residual block: per-token LayerNorm, FiLM by modality, depthwise conv over T, MLP."""
 
-    def __init__(self, width: int, kernel_size: int, expansion: int) -> None:
+    def __init__(self, width: int, kernel_size: int, expansion: int, bounded: bool = False) -> None:
         super().__init__()
         self.mix = nn.Conv1d(width, width, kernel_size, padding=kernel_size // 2, groups=width)
         self.up = nn.Conv1d(width, width * expansion, 1)
         self.down = nn.Conv1d(width * expansion, width, 1)
-        # Zero-initialised output: a fresh trunk is the identity, so a modality's stem -> head network
-        # starts exactly as its paper's generator and the trunk learns only what helps.
-        nn.init.zeros_(self.down.weight)
-        nn.init.zeros_(self.down.bias)
+        if not bounded:
+            # Zero-initialised output: a fresh trunk is the identity, so a modality's stem -> head network
+            # starts exactly as its paper's generator and the trunk learns only what helps. (A bounded
+            # block starts as the identity through its zero gate, and needs a live branch to learn it.)
+            nn.init.zeros_(self.down.weight)
+            nn.init.zeros_(self.down.bias)
 
-    def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, film: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
         h = F.layer_norm(x.transpose(1, 2), x.shape[1:2]).transpose(1, 2)
         scale, shift = film[0].view(1, -1, 1), film[1].view(1, -1, 1)
         h = h * (1 + scale) + shift
         h = self.down(F.gelu(self.up(self.mix(h))))
-        return x + h
+        if gate is None:
+            return x + h
+        # the branch at the size of its input, token by token: its share is the gate, whatever Adam does
+        # to the branch's weights
+        ratio = x.square().mean(1, keepdim=True).add(1e-6).sqrt() / h.square().mean(1, keepdim=True).add(1e-6).sqrt()
+        return x + gate * ratio * h
 
 
 class LatentTrunk(nn.Module):
@@ -63,13 +74,20 @@ class LatentTrunk(nn.Module):
         if config.width < 1 or config.depth < 0 or config.expansion < 1 or config.kernel_size % 2 == 0:
             raise ValueError(f"invalid trunk config {config}: width >= 1, depth >= 0, expansion >= 1, "
                              "odd kernel_size")
+        if config.residual not in ("plain", "bounded"):
+            raise ValueError(f"trunk residual must be plain or bounded, got {config.residual!r}")
         self.config = config
+        bounded = config.residual == "bounded"
         self.blocks = nn.ModuleList(
-            TrunkBlock(config.width, config.kernel_size, config.expansion) for _ in range(config.depth)
+            TrunkBlock(config.width, config.kernel_size, config.expansion, bounded) for _ in range(config.depth)
         )
         # FiLM (scale, shift) per block, zero = no modulation
         self.film = nn.ParameterDict(
             {name: nn.Parameter(torch.zeros(config.depth, 2, config.width)) for name in modalities}
+        )
+        # bounded residual: each modality's gate per block, zero = the block is the identity
+        self.gate = nn.ParameterDict(
+            {name: nn.Parameter(torch.zeros(config.depth)) for name in modalities} if bounded else {}
         )
 
     @property
@@ -80,9 +98,9 @@ class LatentTrunk(nn.Module):
         """``tokens`` through the first ``depth`` blocks (-1: all), with ``modality``'s FiLM."""
         if tokens.dim() != 3 or tokens.shape[1] != self.width:
             raise ValueError(f"trunk expects tokens (B, {self.width}, T), got {tuple(tokens.shape)}")
-        film = self.film[modality]
+        film, gate = self.film[modality], self.gate.get(modality, None)
         for i, block in enumerate(self.blocks[:depth] if depth >= 0 else self.blocks):
-            tokens = block(tokens, film[i])
+            tokens = block(tokens, film[i], None if gate is None else gate[i])
         return tokens
 
 
@@ -128,7 +146,8 @@ class GeneratorSet(nn.Module):
         for key, value in self.state_dict().items():
             if key.startswith(("stems.", "heads.")) and not key.startswith(own):
                 continue
-            if key.startswith("trunk.film.") and key != f"trunk.film.{modality}":
+            if key.startswith(("trunk.film.", "trunk.gate.")) and key not in (f"trunk.film.{modality}",
+                                                                              f"trunk.gate.{modality}"):
                 continue
             state[key] = value.detach().clone().contiguous()
         return state

@@ -35,6 +35,7 @@ from mmgan.engine import Trainer
 from mmgan.errors import ConfigError, DataError
 from mmgan.losses import LossContext
 from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager, load_entry_points
+from mmgan.testing import load_plugin, plugin_registered
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,29 +43,23 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 TOY_ROOT = Path(__file__).resolve().parents[1] / "examples" / "mmgan-toy-plugin"
-ENTRY_POINTS = {"ring2d": "mmgan_toy.ring", "spectral": "mmgan_toy.spectral", "r1": "mmgan_toy.r1"}
+ENTRY_POINTS = {"ring2d": "mmgan_toy.ring:plugin", "spectral": "mmgan_toy.spectral", "r1": "mmgan_toy.r1"}
 
 
 def toy_module(entry_point: str) -> ModuleType:
     """The example module behind an entry point, imported from the source tree (no install needed)."""
     if str(TOY_ROOT) not in sys.path:
         sys.path.insert(0, str(TOY_ROOT))
-    return importlib.import_module(ENTRY_POINTS[entry_point])
+    return importlib.import_module(ENTRY_POINTS[entry_point].partition(":")[0])
 
 
 @contextlib.contextmanager
 def registered(entry_point: str) -> Iterator[ModuleType]:
-    """Register a toy module on the process plugin manager for one test, then unregister it."""
-    pm, module = get_plugin_manager(), toy_module(entry_point)
-    # if the example is pip-installed its entry points are loaded already: leave them as they are
-    added = not pm.is_registered(module)
-    if added:
-        pm.register(module, name=entry_point)
-    try:
+    """Register a toy plugin on the process plugin manager for one test (mmgan.testing: the installed
+    one if the example is pip-installed), yielding its module."""
+    module = toy_module(entry_point)
+    with plugin_registered(ENTRY_POINTS[entry_point], name=entry_point):
         yield module
-    finally:
-        if added:
-            pm.unregister(module)
 
 
 @pytest.fixture
@@ -111,7 +106,8 @@ def test_package_declares_one_entry_point_per_module_and_each_fits_the_contract(
         # a fresh manager with the hookspecs validates each hookimpl's name and arguments against the contract
         pm = pluggy.PluginManager("mmgan")
         pm.add_hookspecs(hookspecs)
-        pm.register(toy_module(name), name=name)
+        toy_module(name)  # puts the example's source tree on sys.path
+        pm.register(load_plugin(ENTRY_POINTS[name]), name=name)
         pm.check_pending()
 
 
@@ -131,8 +127,9 @@ def test_ring_source_is_deterministic_and_on_the_ring(ring: ModuleType) -> None:
     with pytest.raises(DataError, match="builtin:ring8"):
         ring.open_ring_source("builtin:shapes", config, seed=0)
     # a path is not the toy's to read: another plugin may answer for it
-    assert ring.mmgan_read_data(modality="ring2d", source="points.csv", config=config, seed=0) is None
-    assert ring.mmgan_read_data(modality="image", source="builtin:ring8", config=config, seed=0) is None
+    assert ring.plugin.mmgan_read_data(modality="ring2d", source="points.csv", config=config, seed=0) is None
+    # and another modality's request is not its business either
+    assert ring.plugin.mmgan_read_data(modality="image", source="builtin:ring8", config=config, seed=0) is None
 
 
 def test_ring2d_trains_writes_a_scatter_plot_and_generates(ring: ModuleType, tmp_path: Path) -> None:

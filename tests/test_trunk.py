@@ -83,3 +83,17 @@ def test_trunk_lr_scale_sets_the_trunks_own_learning_rate(tiny_config, tmp_path)
     trainer.fit()
     assert torch.equal(before, trunk.blocks[0].up.weight)  # lr 0: the trunk stays where it was
     assert not torch.equal(stem_before, trainer.accelerator.unwrap_model(trainer.G).stems["image"].net[0].weight)
+
+
+def test_a_bounded_block_starts_as_the_identity_and_never_outweighs_its_input_more_than_its_gate():
+    trunk = LatentTrunk(TrunkConfig(width=16, depth=2, residual="bounded"), ["a"])
+    x = torch.randn(3, 16, 5) * 4
+    assert torch.equal(trunk(x, "a"), x)  # gates at 0
+    with torch.no_grad():
+        trunk.gate["a"].fill_(0.25)
+        for block in trunk.blocks:
+            block.down.weight.mul_(1000)  # whatever the branch's weights grow to
+        y = trunk.blocks[0](x, trunk.film["a"][0], trunk.gate["a"][0])
+    change = (y - x).norm(dim=1)
+    assert torch.all(change <= 0.25 * x.norm(dim=1) * 1.001)
+    assert torch.all(change >= 0.25 * x.norm(dim=1) * 0.999)

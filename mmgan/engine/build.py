@@ -76,19 +76,20 @@ def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
     state, meta = checkpoint.read_export(run_dir, found[0], last)
     theirs = meta.get("trunk", {})
     ours = {key: value for key, value in asdict(trunk.config).items() if key in TrunkConfig.SHAPE_KEYS}
-    if any(theirs.get(key) != value for key, value in ours.items()):
+    # a key the export does not name is at the value it had before the key existed: the default
+    if any(theirs.get(key, getattr(TrunkConfig(), key)) != value for key, value in ours.items()):
         raise CheckpointError(f"--init-trunk {run_dir}: its trunk {theirs} does not fit this run's trunk {ours}; "
                               "set the same [trunk] values")
     for name in found[1:]:
         state.update(checkpoint.read_export(run_dir, name, last)[0])
     weights = {key[len("trunk."):]: value for key, value in state.items() if key.startswith("trunk.")}
     weights = {key: value for key, value in weights.items()
-               if not key.startswith("film.") or key[len("film."):] in trunk.film}
+               if not key.startswith(("film.", "gate.")) or key.split(".", 1)[1] in trunk.film}
     try:
         missing, _ = trunk.load_state_dict(weights, strict=False)
     except RuntimeError as exc:
         raise CheckpointError(f"--init-trunk {run_dir}: {str(exc).splitlines()[0]}") from None
-    if any(not key.startswith("film.") for key in missing):
+    if any(not key.startswith(("film.", "gate.")) for key in missing):
         raise CheckpointError(f"--init-trunk {run_dir}: the export lacks trunk weights {sorted(missing)[:3]}")
     log.info("trunk initialised from %s (modalities %s)", run_dir, ", ".join(found))
 

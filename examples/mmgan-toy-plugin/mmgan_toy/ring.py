@@ -2,14 +2,13 @@
 
 Eight modes on a circle of radius 2 with standard deviation 0.02 (as in Metz et al. 2016, "Unrolled
 GANs"): a collapsed generator covers a few modes and the scatter plot shows it at a glance. Everything
-a modality needs is here, registered through the same hooks as the built-in image plugin.
+a modality needs is here, declared once as a ``ModalityPlugin`` like the built-in image plugin.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,10 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-import mmgan
 from mmgan.errors import DataError
 from mmgan.files import atomic_path
 from mmgan.modality import Modality, ModalityConfig
+from mmgan.modality_plugin import ModalityPlugin
 
 NAME = "ring2d"
 
@@ -164,46 +163,36 @@ def noise_for_batch(real: torch.Tensor, config: RingConfig, generator: torch.Gen
     return noise(real.shape[0], config, generator)
 
 
-@mmgan.hookimpl
-def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
-    register(Modality(
+class RingPlugin(ModalityPlugin):
+    """``ring2d`` declared once: each method answers its hook for this modality only."""
+
+    modality = Modality(
         name=NAME,
         config_class=RingConfig,
         make_input=noise_for_batch,
         sample_input=noise,
         description="toy: 2-D points on a ring of Gaussian modes",
         train_defaults={"steps": 3000},
-    ))
+    )
+
+    def build_generator(self, config: RingConfig, width: int) -> tuple[nn.Module, nn.Module]:
+        return RingStem(config.nz, width, config.tokens, config.hidden), RingHead(width, config.tokens, config.hidden)
+
+    def build_discriminator(self, config: RingConfig) -> nn.Module:
+        return RingDiscriminator(config.hidden)
+
+    def read_data(self, source: str, config: RingConfig, seed: int) -> torch.utils.data.Dataset | None:
+        # a path is left to other plugins: one could add a CSV reader for ring2d without touching this one
+        if not source.startswith("builtin:"):
+            return None
+        return open_ring_source(source, config, seed)
+
+    def write_samples(self, samples: torch.Tensor, path: Path, config: RingConfig,
+                      real: torch.Tensor | None) -> list[Path]:
+        path = Path(path)
+        extent = 1.5 * config.radius
+        return [save_scatter(samples, path if path.suffix else path.with_suffix(".png"), extent, real)]
 
 
-@mmgan.hookimpl
-def mmgan_build_generator(modality: str, config: RingConfig, width: int) -> tuple[nn.Module, nn.Module] | None:
-    if modality != NAME:
-        return None
-    return RingStem(config.nz, width, config.tokens, config.hidden), RingHead(width, config.tokens, config.hidden)
-
-
-@mmgan.hookimpl
-def mmgan_build_discriminator(modality: str, config: RingConfig) -> nn.Module | None:
-    if modality != NAME:
-        return None
-    return RingDiscriminator(config.hidden)
-
-
-@mmgan.hookimpl
-def mmgan_read_data(modality: str, source: str, config: RingConfig, seed: int) -> torch.utils.data.Dataset | None:
-    # a path is left to other plugins: one could add a CSV reader for ring2d without touching this one
-    if modality != NAME or not source.startswith("builtin:"):
-        return None
-    return open_ring_source(source, config, seed)
-
-
-@mmgan.hookimpl
-def mmgan_write_samples(
-    modality: str, samples: torch.Tensor, path: Path, config: RingConfig, real: torch.Tensor | None
-) -> list[Path] | None:
-    if modality != NAME:
-        return None
-    path = Path(path)
-    extent = 1.5 * config.radius
-    return [save_scatter(samples, path if path.suffix else path.with_suffix(".png"), extent, real)]
+# the object the ``ring2d`` entry point names (``mmgan_toy.ring:plugin``)
+plugin = RingPlugin()
