@@ -8,28 +8,28 @@ Precedence, lowest first: dataclass defaults, the modalities' suggested training
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import sys
 import time
-import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmgan.config_values import (  # noqa: F401 - section_from_dict and read_toml are imported from here
+    coerce,
+    field_types,
+    parse_assignment,
+    read_toml,
+    section_from_dict,
+    toml_value,
+    validate_section,
+)
 from mmgan.errors import CheckpointError, ConfigError
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.trunk import TrunkConfig
 
 log = logging.getLogger("mmgan")
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 
 @dataclass
 class RunSection:
@@ -106,30 +106,36 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     modalities: dict[str, ModalityConfig] = field(default_factory=dict)
+    # sections of plugins that add no modality (a loss term's weight, say): mmgan_register_config
+    plugins: dict[str, Any] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
-        """The dataclass behind ``[name]`` in TOML: run, train, trunk or a modality's config."""
+        """The dataclass behind ``[name]`` in TOML: run, train, trunk, a modality's or a plugin's config."""
         if name in ("run", "train", "trunk"):
             return getattr(self, name)
         if name in self.modalities:
             return self.modalities[name]
+        if name in self.plugins:
+            return self.plugins[name]
         raise ConfigError(f"unknown config section {name!r}; valid sections: {', '.join(self.section_names())}")
 
     def section_names(self) -> list[str]:
-        return ["run", "train", "trunk", *self.modalities]
+        return ["run", "train", "trunk", *self.modalities, *self.plugins]
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {name: dataclasses.asdict(self.section(name)) for name in self.section_names()}
 
 
-def default_config(modalities: Iterable[Modality]) -> RunConfig:
-    """Defaults for a run of these modalities, including their suggested training settings.
+def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str, type] | None = None) -> RunConfig:
+    """Defaults for a run of these modalities (and the plugins' own sections), including the modalities'
+    suggested training settings.
 
     Where modalities suggest different values, the longest ``steps`` wins and, for any other key, the
     first modality named (``--plugin`` order); the conflict is logged.
     """
     mods = list(modalities)
-    config = RunConfig(modalities={m.name: m.config_class() for m in mods})
+    config = RunConfig(modalities={m.name: m.config_class() for m in mods},
+                       plugins={name: cls() for name, cls in (plugin_sections or {}).items()})
     config.run.modalities = [m.name for m in mods]
     chosen: dict[str, tuple[Any, str]] = {}
     for modality in mods:
@@ -149,53 +155,6 @@ def default_config(modalities: Iterable[Modality]) -> RunConfig:
     return config
 
 
-def _field_types(obj: Any) -> dict[str, Any]:
-    hints = typing.get_type_hints(type(obj))
-    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
-
-
-def _coerce(key: str, value: Any, expected: Any) -> Any:
-    origin = typing.get_origin(expected)
-    if origin is list:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item_type,) = typing.get_args(expected) or (Any,)
-        return [_coerce(key, v, item_type) for v in value]
-    if expected is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if expected is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    return value
-
-
 def set_value(config: RunConfig, key: str, value: Any) -> None:
     """Set ``section.name`` to ``value`` (a string from the command line or a TOML value), with checks."""
     section_name, sep, name = key.partition(".")
@@ -204,37 +163,12 @@ def set_value(config: RunConfig, key: str, value: Any) -> None:
     if (section_name, name) == ("run", "modalities"):
         raise ConfigError("run.modalities is chosen with --plugin (or [run] modalities in a config file), not --set")
     section = config.section(section_name)
-    types = _field_types(section)
+    types = field_types(section)
     if name not in types:
         raise ConfigError(
             f"unknown config key {key!r}; valid keys in [{section_name}]: {', '.join(sorted(types))}"
         )
-    setattr(section, name, _coerce(key, value, types[name]))
-
-
-def parse_assignment(text: str) -> tuple[str, str]:
-    """Split ``section.key=value`` from ``--set``."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {text!r}: expected section.key=value")
-    return key.strip(), value.strip()
-
-
-def read_toml(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read a config file; any problem is one ConfigError naming the file."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:  # a directory, no permission, ...
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    for name, section in data.items():
-        if not isinstance(section, dict):
-            raise ConfigError(f"config file {path}: top-level key {name!r} must be a [section]")
-    return data
+    setattr(section, name, coerce(key, value, types[name]))
 
 
 def apply_mapping(config: RunConfig, data: Mapping[str, Mapping[str, Any]], origin: str = "") -> None:
@@ -307,29 +241,9 @@ def validate(config: RunConfig) -> None:
         if not -1 <= section.trunk_depth <= tr.depth:
             raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or 0 to trunk.depth={tr.depth}, "
                               f"got {section.trunk_depth}")
-        _validate_section(section, f"[{name}]")
-
-
-def _validate_section(section: Any, origin: str) -> None:
-    """Run a config dataclass's own ``validate()``, if it has one, turning its error into a ConfigError."""
-    check = getattr(section, "validate", None)
-    if check is not None:
-        try:
-            check()
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{origin} {exc}") from None
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} to TOML")
+        validate_section(section, f"[{name}]")
+    for name, section in config.plugins.items():
+        validate_section(section, f"[{name}]")
 
 
 def to_toml(config: RunConfig) -> str:
@@ -337,7 +251,7 @@ def to_toml(config: RunConfig) -> str:
     lines = []
     for section_name, section in config.to_dict().items():
         lines.append(f"[{section_name}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in section.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in section.items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -352,20 +266,6 @@ def legacy_modality_values(section: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in LEGACY_MODALITY_VALUES.items() if key not in section}
 
 
-def section_from_dict(cls: type, values: Mapping[str, Any], origin: str) -> Any:
-    """Build a config dataclass from a mapping (an export's JSON), with the same checks as TOML."""
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{origin}: expected a table of settings, got {type(values).__name__}")
-    obj = cls()
-    types = _field_types(obj)
-    for name, value in values.items():
-        if name not in types:
-            raise ConfigError(f"{origin}: unknown key {name!r}; valid keys: {', '.join(sorted(types))}")
-        setattr(obj, name, _coerce(f"{origin}: {name}", value, types[name]))
-    _validate_section(obj, f"{origin}:")
-    return obj
-
-
 def resolve(
     lookup: Callable[[str], Modality],
     plugins: Sequence[str] = (),
@@ -377,8 +277,13 @@ def resolve(
     seed: int | None = None,
     out: str | Path | None = None,
     overrides: Sequence[str] = (),
+    plugin_sections: Mapping[str, type] | None = None,
 ) -> RunConfig:
-    """The run config from everything ``mmgan run`` accepts, validated; ``lookup`` finds a modality."""
+    """The run config from everything ``mmgan run`` accepts, validated; ``lookup`` finds a modality.
+
+    ``plugin_sections`` are the config sections of plugins (``mmgan_register_config``); by default those
+    of the installed plugins, checked against the modality names.
+    """
     file_data: dict[str, dict[str, Any]] = {}
     origin = ""
     if resume_dir is not None:
@@ -399,7 +304,11 @@ def resolve(
     names = list(dict.fromkeys(plugins)) or modalities_in(file_data)
     if not names:
         raise ConfigError("no modality to train: pass --plugin NAME (see `mmgan plugins`)")
-    config = default_config(lookup(name) for name in names)
+    if plugin_sections is None:
+        from mmgan.plugins import plugin_config_sections
+
+        plugin_sections = plugin_config_sections()
+    config = default_config((lookup(name) for name in names), plugin_sections)
     apply_mapping(config, file_data, origin)
     for source in data:
         target, sep, path = source.partition("=")

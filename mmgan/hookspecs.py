@@ -129,6 +129,20 @@ def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
 
 
 @hookspec
+def mmgan_register_config(register: Callable[[str, type], None]) -> None:
+    """Called whenever a run's config is resolved (before its run directory exists), for a plugin that
+    has settings but adds no modality (a loss term's weight, say; a modality's settings live in its
+    ``config_class``).
+
+    Call ``register(section, dataclass)``: the section appears in every run's config as ``[section]``,
+    set with ``--set section.key=value`` or TOML, recorded in config.toml and validated with the rest
+    (a ``validate(self)`` method on the dataclass is called). Loss terms read it with
+    ``ctx.settings(section)``. A section named like core's (run, train, trunk), a modality or another
+    plugin's section is a one-line error naming both plugins. Added in contract version 2.
+    """
+
+
+@hookspec
 def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
     """Called when a run with ``<modality>.select_by`` starts, to learn which way each metric is better.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -97,8 +97,10 @@ class LossContext:
 
     def __init__(self, modality: str, config: Any, step: int, real: torch.Tensor, fake: torch.Tensor,
                  generator_input: torch.Tensor, d_fake: Any, discriminator: Callable[[torch.Tensor], Any],
-                 d_real: Any = None, seed: int = 0, rank: int = 0, kind: str = "") -> None:
+                 d_real: Any = None, seed: int = 0, rank: int = 0, kind: str = "",
+                 plugin_configs: Mapping[str, Any] | None = None) -> None:
         self.seed, self.rank, self.kind = seed, rank, kind
+        self._plugin_configs = plugin_configs or {}
         self.modality = modality
         self.config = config
         self.step = step
@@ -108,6 +110,16 @@ class LossContext:
         self.d_fake = d_fake
         self.discriminator = discriminator
         self._d_real = d_real
+
+    def settings(self, section: str) -> Any:
+        """This run's ``[section]``: the config dataclass a plugin registered with ``mmgan_register_config``."""
+        if section not in self._plugin_configs:
+            from mmgan.errors import PluginError
+
+            known = ", ".join(sorted(self._plugin_configs)) or "none"
+            raise PluginError(f"no config section [{section}] in this run (plugin sections: {known}); register "
+                              "it with mmgan_register_config")
+        return self._plugin_configs[section]
 
     def rng(self, name: str, device: torch.device | str | None = None) -> torch.Generator:
         """A random generator for the plugin ``name`` (your plugin's name, or any fixed string), seeded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -124,6 +125,48 @@ def get_adversarial_loss(name: str, pm: pluggy.PluginManager | None = None) -> A
     if name not in found:
         raise PluginError(f"unknown adversarial loss {name!r}; available: {', '.join(sorted(found))}")
     return found[name]
+
+
+CORE_SECTIONS = ("run", "train", "trunk")
+
+
+def plugin_config_sections(pm: pluggy.PluginManager | None = None) -> dict[str, type]:
+    """``{section: dataclass}`` that plugins add to every run's config (``mmgan_register_config``).
+
+    A section named like a core section, a modality, or another plugin's section is a ConfigError
+    naming both owners.
+    """
+    from mmgan.errors import ConfigError
+
+    pm = pm or get_plugin_manager()
+    found: dict[str, type] = {}
+    owners: dict[str, str] = {}
+    modality_owners = _modality_owners(pm)
+    for impl in pm.hook.mmgan_register_config.get_hookimpls():
+        def register(section: str, config_class: type, plugin: str = impl.plugin_name) -> None:
+            if not (isinstance(config_class, type) and dataclasses.is_dataclass(config_class)):
+                raise PluginError(f"plugin {plugin!r}: config section [{section}] must be a dataclass, "
+                                  f"got {config_class!r}")
+            if section in CORE_SECTIONS:
+                raise ConfigError(f"plugin {plugin!r} registers config section [{section}], which is core's")
+            if section in modality_owners:
+                raise ConfigError(f"plugin {plugin!r} registers config section [{section}], the section of "
+                                  f"modality {section!r} from plugin {modality_owners[section]!r}")
+            if section in found:
+                raise ConfigError(f"plugins {owners[section]!r} and {plugin!r} both register config section "
+                                  f"[{section}]")
+            found[section], owners[section] = config_class, plugin
+
+        impl.function(register=register)
+    return found
+
+
+def _modality_owners(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Which plugin registers each modality."""
+    owners: dict[str, str] = {}
+    for impl in pm.hook.mmgan_register_modalities.get_hookimpls():
+        impl.function(register=lambda modality, plugin=impl.plugin_name: owners.setdefault(modality.name, plugin))
+    return owners
 
 
 def metric_goals(pm: pluggy.PluginManager | None = None) -> dict[tuple[str, str], str]:

@@ -23,10 +23,12 @@ import pluggy
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import assert_one_line_error
 from PIL import Image
 from torch import nn
 from torch.nn.utils import parametrize
 
+import mmgan
 from mmgan import config as cfg
 from mmgan import hookspecs
 from mmgan import plugins as mmgan_plugins
@@ -191,20 +193,48 @@ def test_spectral_wrapper_passes_through_when_no_plugin_builds_one(spectral: Mod
 # --- r1: a loss term for every modality -------------------------------------------------------------------
 
 
-def test_r1_term_is_half_gamma_times_the_squared_gradient_norm(r1: ModuleType,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_r1_term_is_half_gamma_times_the_squared_gradient_norm(r1: ModuleType) -> None:
     # D(x) = x . a has gradient a everywhere, so R1 = gamma / 2 * |a|^2 exactly
     a = torch.tensor([3.0, -4.0])
     real = torch.randn(5, 2)
-    ctx = LossContext("ring2d", None, 0, real, real.clone(), torch.zeros(5, 1), None, lambda x: x @ a)
-    monkeypatch.setenv("MMGAN_TOY_R1_GAMMA", "4")
-    (term,) = get_plugin_manager().hook.mmgan_discriminator_loss_terms(ctx=ctx)
+
+    def context(gamma: float) -> LossContext:
+        return LossContext("ring2d", None, 0, real, real.clone(), torch.zeros(5, 1), None, lambda x: x @ a,
+                           plugin_configs={"r1": r1.R1Config(gamma=gamma)})
+
+    (term,) = get_plugin_manager().hook.mmgan_discriminator_loss_terms(ctx=context(4.0))
     assert term["r1"].item() == pytest.approx(4 / 2 * 25)
-    monkeypatch.setenv("MMGAN_TOY_R1_GAMMA", "0")
-    assert r1.mmgan_discriminator_loss_terms(ctx=ctx) is None
-    monkeypatch.setenv("MMGAN_TOY_R1_GAMMA", "lots")
-    with pytest.raises(ConfigError, match="MMGAN_TOY_R1_GAMMA"):
-        r1.mmgan_discriminator_loss_terms(ctx=ctx)
+    assert r1.mmgan_discriminator_loss_terms(ctx=context(0.0)) is None
+
+
+def test_r1_gamma_is_a_config_section_set_recorded_and_validated(r1: ModuleType, tmp_path: Path,
+                                                                 cli_run) -> None:
+    config = cfg.resolve(get_modality, plugins=["image"], out=tmp_path / "run", overrides=["r1.gamma=10"])
+    assert config.plugins["r1"].gamma == 10.0
+    assert "[r1]\ngamma = 10.0" in cfg.to_toml(config)
+    # a bad value is refused before the run directory exists, naming the key
+    result = cli_run("run", "--plugin", "image", "--out", tmp_path / "bad", "--set", "r1.gamma=-1")
+    assert_one_line_error(result, "[r1]", "gamma")
+    assert not (tmp_path / "bad").exists()
+    result = cli_run("run", "--plugin", "image", "--out", tmp_path / "bad", "--set", "r1.gama=1")
+    assert_one_line_error(result, "r1.gama", "gamma")
+
+
+def test_a_config_section_named_like_a_modality_names_both_plugins(ring: ModuleType) -> None:
+    from mmgan.plugins import plugin_config_sections
+
+    class Clash:
+        @mmgan.hookimpl
+        def mmgan_register_config(self, register):
+            register("ring2d", r1_config_class())
+
+    def r1_config_class():
+        import mmgan_toy.r1
+
+        return mmgan_toy.r1.R1Config
+
+    with plugin_registered(Clash(), name="clash"), pytest.raises(ConfigError, match="'clash'.*ring2d.*'ring2d'"):
+        plugin_config_sections()
 
 
 def test_r1_is_logged_for_every_modality(ring: ModuleType, r1: ModuleType, tmp_path: Path) -> None:
@@ -312,3 +342,15 @@ def test_mmgan_plugins_env_limits_loading_and_reports_sources(
         assert (infos["toyfake"]["version"], infos["toyfake"]["source"]) == ("0.3.0", "entry point of toyfake")
         table = CliRunner().invoke(cli, ["plugins"], catch_exceptions=False).output
         assert "toyfake 0.3.0  (entry point of toyfake)  modalities: toyfake" in table
+
+
+def test_the_documented_testing_helpers_train_the_toy_whether_or_not_it_is_installed(ring, tmp_path) -> None:
+    from mmgan.testing import tiny_run
+
+    # the ``ring`` fixture registered it; registering the same name again is what an installed package
+    # meets: plugin_registered must hand back the plugin already there instead of failing
+    with plugin_registered(ENTRY_POINTS["ring2d"], name="ring2d") as plugin:
+        assert plugin is get_plugin_manager().get_plugin("ring2d")
+        run_dir = tiny_run(tmp_path / "run", plugins=["ring2d"], steps=2, overrides=["ring2d.hidden=32"])
+    assert (run_dir / "samples" / "ring2d" / "step_000002.png").is_file()
+    assert get_plugin_manager().get_plugin("ring2d") is not None  # left registered: it was not ours

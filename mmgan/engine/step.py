@@ -36,6 +36,7 @@ class StepParts:
     opt_d: torch.optim.Optimizer
     noise: torch.Generator
     seed: int = 0
+    plugin_configs: Mapping[str, Any] | None = None
 
 
 def _loss_terms(results: list[dict[str, torch.Tensor] | None], modality: str, kind: str) -> dict[str, torch.Tensor]:
@@ -67,7 +68,7 @@ def half_step_loss(parts: StepParts, kind: str, step: int, reals: dict[str, torc
         adv = loss.d_loss(d_real, d_fake) if kind == "d" else loss.g_loss(d_fake)
         ctx = LossContext(name, parts.configs[name], step, reals[name], fakes[name], inputs[name], d_fake,
                           lambda x, name=name: d_plain(name, x), d_real=d_real, seed=parts.seed,
-                          rank=parts.accelerator.process_index, kind=kind)
+                          rank=parts.accelerator.process_index, kind=kind, plugin_configs=parts.plugin_configs)
         terms = _loss_terms(hook(ctx=ctx), name, who)
         total = total + adv + sum(terms.values())
         losses[f"{name}/{kind}/adv"] = adv.detach()

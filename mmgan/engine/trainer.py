@@ -87,7 +87,8 @@ class Trainer:
         noise = torch.Generator().manual_seed(noise_seed(config.run.seed, acc.process_index))
         self.parts = StepParts(accelerator=acc, pm=self.pm, modalities=modalities, configs=config.modalities,
                                adversarial=adversarial, G=G, D=D, D_module=acc.unwrap_model(D), opt_g=opt_g,
-                               opt_d=opt_d, noise=noise, seed=config.run.seed)
+                               opt_d=opt_d, noise=noise, seed=config.run.seed,
+                               plugin_configs=config.plugins)
         self.step = 0
         self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._ema_ready_at = -1  # the step whose EMA weights the EMA's BatchNorm statistics describe

@@ -2,34 +2,33 @@
 
 R1 penalises the discriminator's gradient on real data: ``gamma / 2 * E ||grad_x D(x)||^2``. It is a
 loss term, so it applies to every modality of a run, including ones this plugin has never heard of;
-it is logged as ``<modality>/d/r1``. ``MMGAN_TOY_R1_GAMMA`` sets gamma (default 1.0; 0 turns it off).
+it is logged as ``<modality>/d/r1``. Its setting is the run config's ``[r1]`` section, registered with
+``mmgan_register_config``: ``--set r1.gamma=10`` (default 1.0; 0 turns it off), recorded in config.toml.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 import torch
 
 import mmgan
-from mmgan.errors import ConfigError
 from mmgan.losses import LossContext, logits_of
 from mmgan_toy import __version__
 
-GAMMA_VARIABLE = "MMGAN_TOY_R1_GAMMA"
 
+@dataclass
+class R1Config:
+    """The ``[r1]`` section of every run's config while this plugin is installed."""
 
-def r1_gamma() -> float:
-    """Gamma from the environment, read on each call; a bad value is one clear error."""
-    text = os.environ.get(GAMMA_VARIABLE, "1.0")
-    try:
-        gamma = float(text)
-    except ValueError:
-        raise ConfigError(f"{GAMMA_VARIABLE}={text!r} is not a number") from None
-    if not gamma >= 0:  # also rejects NaN
-        raise ConfigError(f"{GAMMA_VARIABLE} must be >= 0, got {text!r}")
-    return gamma
+    # the penalty's weight: gamma / 2 * E ||grad_x D(x)||^2 (0: off)
+    gamma: float = 1.0
+
+    def validate(self) -> None:
+        if not self.gamma >= 0:  # also rejects NaN
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
 
 
 def r1_penalty(discriminator: object, real: torch.Tensor) -> torch.Tensor:
@@ -42,8 +41,13 @@ def r1_penalty(discriminator: object, real: torch.Tensor) -> torch.Tensor:
 
 
 @mmgan.hookimpl
+def mmgan_register_config(register: Callable[[str, type], None]) -> None:
+    register("r1", R1Config)
+
+
+@mmgan.hookimpl
 def mmgan_discriminator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
-    gamma = r1_gamma()
+    gamma = ctx.settings("r1").gamma
     if gamma == 0:
         return None
     return {"r1": gamma / 2 * r1_penalty(ctx.discriminator, ctx.real)}
@@ -53,6 +57,6 @@ def mmgan_discriminator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] 
 def mmgan_register_commands(cli: click.Group) -> None:
     @cli.command(name="toy-info")
     def toy_info() -> None:
-        """Show the version of the mmgan-toy-plugin example and its R1 gamma."""
+        """Show the version of the mmgan-toy-plugin example and its default R1 gamma."""
         click.echo(f"mmgan-toy-plugin {__version__}")
-        click.echo(f"r1 gamma: {r1_gamma()} (set {GAMMA_VARIABLE})")
+        click.echo(f"r1 gamma: {R1Config().gamma} by default (set it with --set r1.gamma=VALUE)")
