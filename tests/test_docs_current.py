@@ -30,3 +30,27 @@ def test_every_config_key_is_in_the_reference_with_a_meaning():
         for name in cls.__dataclass_fields__:
             assert comments.get(name), f"{cls.__name__}.{name} has no comment saying what it means"
             assert f"| `{name}` |" in page
+
+
+def test_every_public_name_is_documented_with_a_docstring():
+    import inspect
+
+    import mmgan.api as api
+
+    page = (ROOT / "docs" / "api.md").read_text()
+    assert f"Contract version: **{api.CONTRACT_VERSION}**" in page
+    for name in api.__all__:
+        obj = getattr(api, name)
+        if isinstance(obj, (int, str)):
+            continue
+        assert inspect.getdoc(obj), f"mmgan.api.{name} has no docstring"
+        assert f"### `{name}`" in page, f"mmgan.api.{name} is not in docs/api.md"
+
+
+def test_what_plugins_imported_before_the_public_api_still_imports():
+    from mmgan.errors import ConfigError, DataError  # noqa: F401
+    from mmgan.evaluation import EvalContext  # noqa: F401
+    from mmgan.files import atomic_path  # noqa: F401
+    from mmgan.losses import LossContext, logits_of  # noqa: F401
+    from mmgan.modality import Modality, ModalityConfig  # noqa: F401
+    from mmgan.shards import PackStream, ShardCodec  # noqa: F401

@@ -6,6 +6,7 @@
 - docs/config.md: every config key of core and of the built-in modalities, with type, default and
   meaning, from the dataclasses (the meaning is the comment above each field);
 - docs/cli.md: ``--help`` of every command;
+- docs/api.md: the public API (``mmgan.api.__all__``), signatures and first docstring paragraphs;
 - the ``mmgan plugins`` block in docs/plugins.md, between ``<!-- generated: mmgan plugins -->`` and
   ``<!-- end generated -->``: the output with the built-in plugins only.
 """
@@ -92,6 +93,56 @@ def config_reference() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def _annotation(value: typing.Any) -> str:
+    # annotations are strings under ``from __future__ import annotations``: show them as written
+    return value if isinstance(value, str) else inspect.formatannotation(value)
+
+
+def _signature(target: typing.Any) -> str:
+    sig = inspect.signature(target)
+    params = []
+    for p in sig.parameters.values():
+        text = p.name if p.kind is not p.VAR_POSITIONAL else f"*{p.name}"
+        text = f"**{p.name}" if p.kind is p.VAR_KEYWORD else text
+        if p.annotation is not p.empty:
+            text += f": {_annotation(p.annotation)}"
+        if p.default is not p.empty:
+            default = "<factory>" if repr(p.default) == "<factory>" else repr(p.default)
+            text += f" = {default}" if p.annotation is not p.empty else f"={default}"
+        params.append(text)
+    result = f"({', '.join(params)})"
+    if sig.return_annotation is not sig.empty:
+        result += f" -> {_annotation(sig.return_annotation)}"
+    return result
+
+
+def api_reference() -> str:
+    import mmgan.api as api
+
+    parts = ["# Public API", "",
+             "What a plugin, a command or a metric may import: `from mmgan.api import NAME`. Generated from",
+             "the objects by `python tools/docs.py` (a test fails when a public name is missing here or has no",
+             "docstring). Everything not listed is internal and may change without notice; modules that",
+             "plugins imported before this list existed (`mmgan.modality`, `mmgan.losses`, `mmgan.errors`,",
+             "...) keep their names.", "",
+             f"Contract version: **{api.CONTRACT_VERSION}** (`mmgan.api.CONTRACT_VERSION`). Each hookspec in",
+             "[hooks.md](hooks.md) says in which version it was added; the contract changes additively.", ""]
+    for name in sorted(api.__all__, key=str.lower):
+        obj = getattr(api, name)
+        if not (callable(obj) and hasattr(obj, "__doc__")) or isinstance(obj, (int, str)):
+            continue
+        target = getattr(obj, "__wrapped__", obj)
+        try:
+            signature = _signature(target)
+        except (TypeError, ValueError):  # exceptions: no Python signature of their own
+            signature = "(message)" if issubclass(target, Exception) else "(...)"
+        kind = "class" if inspect.isclass(obj) else "def"
+        doc = (inspect.getdoc(target) or "").split("\n\n")[0].replace("\n", " ")
+        parts += [f"### `{name}`", "", "```python", f"{kind} {name}{signature}", "```", "", doc,
+                  f"(`{target.__module__}`)", ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
 def _command_help(args: list[str]) -> str:
     from click.testing import CliRunner
 
@@ -139,6 +190,7 @@ def expected() -> dict[Path, str]:
     plugins_md = DOCS / "plugins.md"
     return {
         DOCS / "config.md": config_reference(),
+        DOCS / "api.md": api_reference(),
         DOCS / "cli.md": cli_reference(),
         plugins_md: replace_block(plugins_md.read_text(encoding="utf-8"), "mmgan plugins", plugins_output(),
                                   plugins_md),

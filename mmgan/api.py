@@ -1,0 +1,48 @@
+"""The public API for plugin authors: what a plugin, a command or a metric may import from mmgan.
+
+Everything here is documented in docs/api.md (generated from these objects by ``tools/docs.py``) and
+changes only additively within a major version; ``CONTRACT_VERSION`` counts the additions to the hook
+contract (each hookspec says in which version it was added). Anything not named here is an
+undocumented internal: it may change without notice. Modules that plugins imported before this list
+existed (``mmgan.modality``, ``mmgan.losses``, ``mmgan.errors``, ...) keep their names.
+
+    from mmgan.api import ModalityPlugin, Modality, ModalityConfig, hookimpl
+"""
+
+from __future__ import annotations
+
+from mmgan import __version__
+from mmgan.data import check_int
+from mmgan.errors import CheckpointError, ConfigError, DataError, MetricError, MMGANError, PluginError
+from mmgan.evaluation import EvalContext, context_for_run, evaluate, evaluate_run
+from mmgan.files import atomic_path
+from mmgan.hookspecs import hookimpl, hookspec
+from mmgan.inference import load_generator, pick_modality, sample
+from mmgan.losses import AdversarialLoss, LossContext, logits_of
+from mmgan.metrics import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_statistics,
+    kernel_inception_distance,
+    precision_recall,
+    sliced_wasserstein,
+)
+from mmgan.modality import Modality, ModalityConfig
+from mmgan.modality_plugin import ModalityPlugin
+from mmgan.plugins import get_modality, get_plugin_manager, metric_goals
+from mmgan.shards import PackStream, ShardCodec
+from mmgan.testing import load_plugin, plugin_registered, tiny_run
+
+# 1: the first published contract. 2: mmgan_register_config, mmgan_register_metrics, LossContext.rng and
+# .settings, ModalityPlugin, <modality>.select_by and trunk_depth.
+CONTRACT_VERSION = 2
+
+__all__ = [
+    "CONTRACT_VERSION", "AdversarialLoss", "CheckpointError", "ConfigError", "DataError", "EvalContext",
+    "LossContext", "MMGANError", "MetricError", "Modality", "ModalityConfig", "ModalityPlugin", "PackStream",
+    "PluginError", "ShardCodec", "__version__", "atomic_path", "check_int", "context_for_run", "evaluate",
+    "evaluate_run", "feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
+    "get_modality", "get_plugin_manager", "hookimpl", "hookspec", "kernel_inception_distance", "load_generator",
+    "load_plugin", "logits_of", "metric_goals", "pick_modality", "plugin_registered", "precision_recall",
+    "sample", "sliced_wasserstein", "tiny_run",
+]
