@@ -7,12 +7,15 @@
     python benchmarks/image_ablation.py table --root runs/ablation          # Markdown, mean over seeds
 
 Forms of one trained run's generator, all scored by the image plugin's metrics on the same samples:
-``ema`` the exported EMA weights with BatchNorm statistics as the export holds them; ``ema-recal`` the
-same weights with statistics recomputed (``mmgan.engine.ema.recalibrate_batchnorm``, 16 batches of 64);
-``ema-copied`` the EMA weights with the live generator's statistics (what mmgan exported before
-recalibration existed); ``live`` the raw generator of the last checkpoint (running statistics, as
-pytorch/examples samples it); ``ema-batch`` the EMA weights normalised by each sampled batch's own
-statistics (train-mode BatchNorm, batches of 250).
+- ``best``: the export the run kept by ``image.select_by`` (what ``mmgan generate`` and ``mmgan eval``
+  use when there is one);
+- ``ema``: the last step's exported EMA weights, BatchNorm statistics as the export holds them;
+- ``ema-recal``: the same weights, statistics recomputed (``recalibrate_batchnorm``, 16 batches of 64);
+- ``ema-copied``: the EMA weights with the live generator's statistics (mmgan's export before
+  recalibration existed);
+- ``live``: the raw generator of the last checkpoint, running statistics (as pytorch/examples samples);
+- ``live-recal``: the raw generator, statistics recomputed (what a run with ``train.ema_decay=0`` exports);
+- ``ema-batch``: the EMA weights normalised by each sampled batch's own statistics (batches of 250).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ VARIANTS: dict[str, list[str]] = {
     "bounded": ["trunk.residual=bounded"],
     "w256-d1-bounded": ["trunk.width=256", "trunk.depth=1", "trunk.residual=bounded"],
 }
-FORMS = ("ema", "ema-copied", "ema-recal", "live", "ema-batch")
+FORMS = ("best", "ema", "ema-copied", "ema-recal", "live", "live-recal", "ema-batch")
 
 
 def run_dir(root: Path, variant: str, seed: int) -> Path:
@@ -98,8 +101,10 @@ def train(args: argparse.Namespace) -> None:
 
 def forms_of(run: Path) -> dict[str, torch.nn.Module]:
     """Every form of the run's generator that its files allow."""
-    ema, config = load_generator(run, "image")
+    ema, config = load_generator(run, "image", last=True)
     forms = {"ema": ema}
+    if (run / "export" / "best").is_dir():
+        forms["best"] = load_generator(run, "image")[0]
     live_file = None
     ckpts = checkpoint.checkpoint_dirs(run)
     if ckpts:
@@ -116,11 +121,14 @@ def forms_of(run: Path) -> dict[str, torch.nn.Module]:
     elif (Path(f"{run}-ema") / "export").is_dir() and not run.name.endswith("-ema"):
         forms["live"] = ema  # the bare loop exports its raw generator as the run itself
         forms["ema"] = load_generator(Path(f"{run}-ema"), "image")[0]
-    recal = copy.deepcopy(forms["ema"])
-    gen = torch.Generator().manual_seed(1234)
-    inputs = [torch.randn(64, config.nz, generator=gen) for _ in range(16)]
-    recalibrate_batchnorm(lambda z: recal("image", z), batchnorm_layers(recal), inputs)
-    forms["ema-recal"] = recal.eval()
+    for source, name in (("ema", "ema-recal"), ("live", "live-recal")):
+        if source not in forms:
+            continue
+        recal = copy.deepcopy(forms[source])
+        gen = torch.Generator().manual_seed(1234)
+        inputs = [torch.randn(64, config.nz, generator=gen) for _ in range(16)]
+        recalibrate_batchnorm(lambda z, recal=recal: recal("image", z), batchnorm_layers(recal), inputs)
+        forms[name] = recal.eval()
     forms["ema-batch"] = copy.deepcopy(forms["ema"]).train()
     return forms
 
