@@ -192,6 +192,19 @@ def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, see
     click.echo(f"wrote {write_report(out or Path(run_dir) / 'eval.json', report)}")
 
 
+@cli.command(name="new-plugin")
+@click.argument("name")
+@click.option("--modality", is_flag=True, help="A modality skeleton; without it, a loss term for every modality.")
+@click.option("-o", "--out", "parent", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="Directory in which the package directory mmgan-NAME is created.")
+def new_plugin(name: str, modality: bool, parent: Path) -> None:
+    """Write a pip-installable plugin package: entry point, skeleton, README and a passing test."""
+    from mmgan.scaffold import write_plugin
+
+    root = write_plugin(name, parent, modality=modality)
+    click.echo(f"wrote {root}; next: pip install -e '{root}[test]' && python -m pytest -q {root}")
+
+
 def build_cli() -> click.Group:
     """The CLI with every plugin's commands added (once per process)."""
     if not getattr(cli, "_plugin_commands_added", False):
