@@ -192,6 +192,24 @@ def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, see
     click.echo(f"wrote {write_report(out or Path(run_dir) / 'eval.json', report)}")
 
 
+@cli.command(name="check-plugin")
+@click.argument("modality")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value.")
+@click.option("--steps", type=int, default=30, show_default=True, help="Training steps in all.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Batch size of the checks.")
+def check_plugin_command(modality: str, overrides: tuple[str, ...], steps: int, batch_size: int) -> None:
+    """Check a modality's plugin: shapes, samples, gradients, and a few steps of training."""
+    from mmgan.check import check_plugin
+
+    if steps < 2:
+        raise click.ClickException(f"--steps must be at least 2, got {steps}")
+    report = check_plugin(modality, overrides, steps=steps, batch_size=batch_size)
+    for line in report.lines():
+        click.echo(line)
+    if report.errors:
+        raise click.ClickException(f"{len(report.errors)} check(s) of {modality} failed")
+
+
 @cli.command(name="new-plugin")
 @click.argument("name")
 @click.option("--modality", is_flag=True, help="A modality skeleton; without it, a loss term for every modality.")
