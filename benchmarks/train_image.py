@@ -42,16 +42,17 @@ SEED = 0
 class Generator(nn.Module):
     """z -> DCGANStem -> (LatentTrunk) -> DCGANHead: mmgan's image generator without the framework."""
 
-    def __init__(self, nz: int, ngf: int, size: int, config: TrunkConfig, trunk: bool) -> None:
+    def __init__(self, nz: int, ngf: int, size: int, config: TrunkConfig, trunk: bool, depth: int = -1) -> None:
         super().__init__()
         self.stem = DCGANStem(nz, config.width)
         self.trunk = LatentTrunk(config, ["image"]) if trunk else None
+        self.depth = depth  # the trunk blocks the image goes through (image.trunk_depth)
         self.head = DCGANHead(config.width, ngf, size)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         tokens = self.stem(z)
         if self.trunk is not None:
-            tokens = self.trunk(tokens, "image")
+            tokens = self.trunk(tokens, "image", self.depth)
         return self.head(tokens)
 
 
@@ -59,7 +60,7 @@ def bare_step_fn(config, size: int, trunk: bool, args):
     """A plain training loop in the style of pytorch/examples dcgan/main.py; returns one-step callable."""
     torch.manual_seed(SEED)
     m, t = config.modalities["image"], config.train
-    netG = Generator(m.nz, m.ngf, size, config.trunk, trunk)
+    netG = Generator(m.nz, m.ngf, size, config.trunk, trunk, m.trunk_depth)
     netD = DCGANDiscriminator(m.ndf, size)
     if args.channels_last:
         netG, netD = netG.to(memory_format=torch.channels_last), netD.to(memory_format=torch.channels_last)
@@ -155,12 +156,16 @@ def main() -> None:
 
     print("| size | contender | median img/s | min img/s | max img/s | ratio to bare |")
     print("|-----:|:----------|-------------:|----------:|----------:|--------------:|")
+    shares = {}
     for size, seconds in results.items():
         rates = {name: [args.block * args.batch / s for s in blocks] for name, blocks in seconds.items()}
         bare = statistics.median(rates["bare"])
         for name, r in rates.items():
             med = statistics.median(r)
             print(f"| {size} | {name} | {med:.1f} | {min(r):.1f} | {max(r):.1f} | {med / bare:.3f} |")
+        # the trunk's share of the step: the time it adds over the paper's generator, over the whole step
+        shares[size] = 1 - bare / statistics.median(rates["dcgan-paper"])
+    print("\n" + "; ".join(f"trunk share of the step at {size}x{size}: {100 * v:.1f}%" for size, v in shares.items()))
 
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

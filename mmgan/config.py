@@ -238,9 +238,8 @@ def validate(config: RunConfig) -> None:
         for key in ("batch_size", "eval_samples"):
             if getattr(section, key, 0) < 0:
                 raise ConfigError(f"{name}.{key} must be >= 0 (0: train.{key}), got {getattr(section, key)}")
-        if not -1 <= section.trunk_depth <= tr.depth:
-            raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or 0 to trunk.depth={tr.depth}, "
-                              f"got {section.trunk_depth}")
+        if section.trunk_depth < -1:
+            raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or >= 0, got {section.trunk_depth}")
         validate_section(section, f"[{name}]")
     for name, section in config.plugins.items():
         validate_section(section, f"[{name}]")
@@ -259,11 +258,18 @@ def to_toml(config: RunConfig) -> str:
 # What a run or an export written before a modality key existed meant by its absence, where that key's
 # default (in a plugin's config class) may differ: such runs resume and load as they were trained.
 LEGACY_MODALITY_VALUES: dict[str, Any] = {"trunk_depth": -1}
+# the same for [trunk]: before trunk.residual existed every trunk was "plain"
+LEGACY_TRUNK_VALUES: dict[str, Any] = {"residual": "plain"}
 
 
 def legacy_modality_values(section: Mapping[str, Any]) -> dict[str, Any]:
     """The values a modality section written before some keys existed meant by leaving them out."""
     return {key: value for key, value in LEGACY_MODALITY_VALUES.items() if key not in section}
+
+
+def legacy_trunk_values(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a [trunk] section (or an export's trunk) written before some keys existed meant."""
+    return {key: value for key, value in LEGACY_TRUNK_VALUES.items() if key not in section}
 
 
 def resolve(
@@ -296,6 +302,7 @@ def resolve(
         file_data, origin = read_toml(saved), str(saved)
         for name in modalities_in(file_data):
             file_data.setdefault(name, {}).update(legacy_modality_values(file_data.get(name, {})))
+        file_data.setdefault("trunk", {}).update(legacy_trunk_values(file_data.get("trunk", {})))
         if plugins and list(plugins) != modalities_in(file_data):
             raise ConfigError(f"--plugin {' '.join(plugins)} differs from the resumed run's "
                               f"modalities {modalities_in(file_data)}; leave --plugin out when resuming")

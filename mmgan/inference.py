@@ -9,7 +9,7 @@ import pluggy
 import torch
 
 from mmgan.checkpoint import export_dir_of, exported_modalities, read_export
-from mmgan.config import legacy_modality_values, section_from_dict
+from mmgan.config import legacy_modality_values, legacy_trunk_values, section_from_dict
 from mmgan.errors import CheckpointError
 from mmgan.plugins import get_modality, get_plugin_manager
 from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
@@ -41,7 +41,10 @@ def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager 
     if isinstance(values, dict):
         values = {**values, **legacy_modality_values(values)}
     config = section_from_dict(get_modality(modality, pm).config_class, values, origin)
-    trunk = LatentTrunk(section_from_dict(TrunkConfig, meta.get("trunk", {}), origin), [modality])
+    trunk_values = meta.get("trunk", {})
+    if isinstance(trunk_values, dict):
+        trunk_values = {**trunk_values, **legacy_trunk_values(trunk_values)}
+    trunk = LatentTrunk(section_from_dict(TrunkConfig, trunk_values, origin), [modality])
     built = pm.hook.mmgan_build_generator(modality=modality, config=config, width=trunk.width)
     if built is None:
         raise CheckpointError(f"no installed plugin builds a {modality!r} generator for {origin}")

@@ -33,7 +33,8 @@ class ModalityConfig:
     # a metric of this modality (e.g. "fd"): with periodic evaluation on, the run keeps the export that
     # scored best on it beside the last one (empty: only the last)
     select_by: str = ""
-    # how many of the shared trunk's blocks this modality's generator goes through: the first N (-1: all)
+    # how many of the shared trunk's blocks this modality's generator goes through: the first N, at most
+    # trunk.depth (-1: all)
     trunk_depth: int = -1
 
 

@@ -15,8 +15,8 @@ from torch import nn
 class TrunkConfig:
     """Size of the shared trunk. ``width`` is the token width every stem must emit."""
 
-    # token width: what every stem emits and every head takes
-    width: int = 512
+    # token width: what every stem emits and every head takes (256: DCGAN-32's first layer)
+    width: int = 256
     # residual blocks in the trunk (a modality may go through fewer: <modality>.trunk_depth)
     depth: int = 2
     # the depthwise convolution's kernel over T (odd)
@@ -28,7 +28,7 @@ class TrunkConfig:
     # "plain": x + branch(x), the branch's last layer zero-initialised; "bounded": x + g * branch(x)
     # rescaled to x's size per token, with a gate g per modality and block starting at 0 (a block can
     # never outweigh its input more than |g| times)
-    residual: str = "plain"
+    residual: str = "bounded"
 
     # the keys that shape the weights (what must agree for --init-trunk); lr_scale only trains them
     SHAPE_KEYS = ("width", "depth", "kernel_size", "expansion", "residual")
@@ -136,7 +136,8 @@ class GeneratorSet(nn.Module):
 
     def unused_trunk_blocks(self) -> list[int]:
         """Indices of trunk blocks that no modality of this set goes through."""
-        deepest = max((len(self.trunk.blocks) if d < 0 else d for d in self.depths.values()), default=0)
+        blocks = len(self.trunk.blocks)
+        deepest = max((blocks if d < 0 else min(d, blocks) for d in self.depths.values()), default=0)
         return list(range(deepest, len(self.trunk.blocks)))
 
     def modality_state_dict(self, modality: str) -> dict[str, torch.Tensor]:

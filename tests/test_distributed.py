@@ -22,7 +22,7 @@ from mmgan_speech.shards import SpeechCodec
 WORKER = Path(__file__).with_name("dist_worker.py")
 SPEECH_TINY = ["speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32"]
 TINY = ["image.ngf=8", "image.ndf=8", "image.nz=16", "trunk.width=32", "trunk.depth=1", "train.log_every=1",
-        "train.num_samples=4", *SPEECH_TINY]
+        "train.num_samples=4", "train.eval_every=0", *SPEECH_TINY]
 
 
 def free_port() -> int:
@@ -58,7 +58,8 @@ def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(sha
     run = tmp_path / "run"
     launch(WORKER, "train", tmp_path, "--plugin", "image", "--plugin", "speech", "--data", f"image={shards / 'img'}",
            "--data", f"speech={shards / 'sp'}", "--out", run, "--steps", 4, "--batch-size", 4, "--no-progress",
-           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2"), precision="bf16")
+           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2", "train.ema_decay=0.9"),
+           precision="bf16")
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
     assert ranks[0].keys() == ranks[1].keys()
     for key in ranks[0]:
@@ -84,7 +85,8 @@ def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(sha
     unbroken = tmp_path / "unbroken"
     launch("-m", "mmgan", "run", "--plugin", "image", "--plugin", "speech", "--data", f"image={shards / 'img'}",
            "--data", f"speech={shards / 'sp'}", "--out", unbroken, "--steps", 6, "--batch-size", 4, "--no-progress",
-           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2"), precision="bf16")
+           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2", "train.ema_decay=0.9"),
+           precision="bf16")
     for a, b in zip(read_metrics(unbroken), metrics, strict=True):
         for key in a:
             if "/" in key:

@@ -33,7 +33,7 @@ def test_generator_step_leaves_discriminator_gradients_untouched(tiny_config, tm
 
 
 def test_ema_trails_the_live_generator(tiny_config, tmp_path):
-    trainer = Trainer(tiny_config(tmp_path / "run"), progress=False)
+    trainer = Trainer(tiny_config(tmp_path / "run", extra=("train.ema_decay=0.999",)), progress=False)
     before = [p.clone() for p in trainer.ema.parameters()]
     batches = trainer.batches()
     for _ in range(3):
@@ -44,6 +44,18 @@ def test_ema_trails_the_live_generator(tiny_config, tmp_path):
     differs = [not torch.equal(lv, e) for lv, e in zip(live, trainer.ema.parameters(), strict=True)]
     assert any(moved) and any(differs)
     assert not any(p.requires_grad for p in trainer.ema.parameters())
+
+
+def test_ema_decay_0_samples_the_live_generator(tiny_config, tmp_path):
+    # the image modality's default (docs/benchmarks.md): its EMA copy is the live weights at every step
+    trainer = Trainer(tiny_config(tmp_path / "run"), progress=False)
+    assert trainer.config.train.ema_decay == 0.0
+    batches = trainer.batches()
+    for _ in range(2):
+        trainer.train_step(batches)
+        trainer.step += 1
+    live = list(trainer.accelerator.unwrap_model(trainer.G).parameters())
+    assert all(torch.equal(lv, e) for lv, e in zip(live, trainer.ema.parameters(), strict=True))
 
 
 def losses(run_dir):

@@ -84,7 +84,7 @@ def r1() -> Iterator[ModuleType]:
 
 def tiny_run(out: Path, plugins: tuple[str, ...], steps: int = 3) -> Trainer:
     overrides = ["trunk.width=32", "trunk.depth=1", "train.log_every=1", "train.sample_every=2",
-                 "train.checkpoint_every=3", "train.num_samples=16"]
+                 "train.checkpoint_every=3", "train.num_samples=16", "train.eval_every=0"]
     if "image" in plugins:
         overrides += ["image.image_size=32", "image.ngf=8", "image.ndf=8", "image.nz=16"]
     if "ring2d" in plugins:

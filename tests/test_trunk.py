@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
@@ -10,8 +11,9 @@ def test_fresh_trunk_is_identity_and_keeps_any_length():
         assert torch.equal(trunk(x, "a"), x)
 
 
-def test_trunk_is_shared_and_receives_gradients_from_every_modality():
-    trunk = LatentTrunk(TrunkConfig(width=8, depth=1), ["a", "b"])
+@pytest.mark.parametrize("residual", ["plain", "bounded"])
+def test_trunk_is_shared_and_receives_gradients_from_every_modality(residual):
+    trunk = LatentTrunk(TrunkConfig(width=8, depth=1, residual=residual), ["a", "b"])
     parts = {
         "a": (torch.nn.Linear(4, 8 * 3).requires_grad_(True), torch.nn.Flatten()),
         "b": (torch.nn.Linear(2, 8 * 5), torch.nn.Flatten()),
@@ -22,25 +24,29 @@ def test_trunk_is_shared_and_receives_gradients_from_every_modality():
     assert sum(p.numel() for p in gens.parameters()) == sum(
         p.numel() for m in (trunk, gens.stems, gens.heads) for p in m.parameters())
     torch.nn.init.normal_(trunk.blocks[0].down.weight)  # leave the identity start so gradients reach up/mix
+    for gate in trunk.gate.values():
+        torch.nn.init.constant_(gate, 0.5)
     for name, dim in (("a", 4), ("b", 2)):
         trunk.zero_grad()
         gens(name, torch.randn(2, dim)).square().sum().backward()
         assert trunk.blocks[0].up.weight.grad.abs().sum() > 0, name
         assert trunk.film[name].grad.abs().sum() > 0, name
+        if residual == "bounded":
+            assert trunk.gate[name].grad.abs().sum() > 0, name
 
 
 def test_modality_state_dict_holds_only_that_modality():
-    trunk = LatentTrunk(TrunkConfig(width=4, depth=1), ["a", "b"])
+    trunk = LatentTrunk(TrunkConfig(width=4, depth=1), ["a", "b"])  # bounded: a gate per modality
     gens = GeneratorSet(trunk, {"a": (torch.nn.Identity(), torch.nn.Linear(4, 4)),
                                 "b": (torch.nn.Identity(), torch.nn.Linear(4, 4))})
     keys = set(gens.modality_state_dict("a"))
-    assert "heads.a.weight" in keys and "trunk.film.a" in keys
-    assert not any(k.startswith("heads.b") or k == "trunk.film.b" for k in keys)
+    assert "heads.a.weight" in keys and "trunk.film.a" in keys and "trunk.gate.a" in keys
+    assert not any(k.startswith("heads.b") or k in ("trunk.film.b", "trunk.gate.b") for k in keys)
     assert any(k.startswith("trunk.blocks.") for k in keys)
 
 
 def test_a_modality_goes_through_the_first_trunk_depth_blocks_only():
-    trunk = LatentTrunk(TrunkConfig(width=8, depth=3), ["a", "b"])
+    trunk = LatentTrunk(TrunkConfig(width=8, depth=3, residual="plain"), ["a", "b"])
     for block in trunk.blocks:
         torch.nn.init.normal_(block.down.weight)  # every block changes its input
     ident = (torch.nn.Identity(), torch.nn.Identity())
@@ -97,3 +103,24 @@ def test_a_bounded_block_starts_as_the_identity_and_never_outweighs_its_input_mo
     change = (y - x).norm(dim=1)
     assert torch.all(change <= 0.25 * x.norm(dim=1) * 1.001)
     assert torch.all(change >= 0.25 * x.norm(dim=1) * 0.999)
+
+
+def test_a_run_from_before_residual_and_trunk_depth_existed_resumes_as_it_was(tiny_config, tmp_path):
+    from mmgan import config as cfg
+    from mmgan.engine import Trainer
+    from mmgan.inference import load_generator
+    from mmgan.plugins import get_modality
+
+    run = tmp_path / "old"
+    Trainer(tiny_config(run, steps=2, extra=("trunk.residual=plain", "image.trunk_depth=-1")), progress=False).fit()
+    # what config.toml and the export looked like before those keys existed
+    text = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(text.replace('residual = "plain"\n', "").replace("trunk_depth = -1\n", ""))
+    for name in ("image.json",):
+        meta = (run / "export" / name).read_text()
+        (run / "export" / name).write_text(meta.replace('"residual": "plain",', "").replace('"trunk_depth": -1,', ""))
+    config = cfg.resolve(get_modality, resume_dir=run, steps=3)
+    assert config.trunk.residual == "plain" and config.modalities["image"].trunk_depth == -1
+    Trainer(config, resume=True, progress=False).fit()  # the checkpoint's weights fit the network
+    generator, image_config = load_generator(run, "image", last=True)
+    assert generator.trunk.config.residual == "plain" and image_config.trunk_depth == -1

@@ -17,7 +17,7 @@ from accelerate.utils import InitProcessGroupKwargs
 from torch.utils.data import DataLoader
 
 from mmgan import checkpoint
-from mmgan.config import RunConfig, TrainConfig
+from mmgan.config import RunConfig, TrainConfig, legacy_trunk_values
 from mmgan.data import EpochSampler, endless_batches, open_training_data
 from mmgan.errors import CheckpointError, DataError, PluginError
 from mmgan.shards import ShardStream
@@ -75,9 +75,9 @@ def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
         raise CheckpointError(f"--init-trunk {run_dir}: no exported generator there (expected export/*.safetensors)")
     state, meta = checkpoint.read_export(run_dir, found[0], last)
     theirs = meta.get("trunk", {})
+    theirs = {**theirs, **legacy_trunk_values(theirs)}  # keys it does not name: their values before they existed
     ours = {key: value for key, value in asdict(trunk.config).items() if key in TrunkConfig.SHAPE_KEYS}
-    # a key the export does not name is at the value it had before the key existed: the default
-    if any(theirs.get(key, getattr(TrunkConfig(), key)) != value for key, value in ours.items()):
+    if any(theirs.get(key) != value for key, value in ours.items()):
         raise CheckpointError(f"--init-trunk {run_dir}: its trunk {theirs} does not fit this run's trunk {ours}; "
                               "set the same [trunk] values")
     for name in found[1:]:

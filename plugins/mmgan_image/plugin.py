@@ -39,6 +39,10 @@ class ImageConfig(ModalityConfig):
     ngf: int = 64
     # discriminator channels: ndf, 2*ndf, ... doubling at each halving
     ndf: int = 64
+    # blocks of the shared trunk the image generator goes through: one (docs/benchmarks.md, issue 9)
+    trunk_depth: int = 1
+    # with periodic evaluation (train.eval_every), keep the export with the lowest Frechet distance
+    select_by: str = "fd"
 
     def validate(self) -> None:
         if self.image_size not in (32, 64):
@@ -66,7 +70,9 @@ class ImagePlugin(ModalityPlugin):
         make_input=noise_for_batch,
         sample_input=noise,
         description="DCGAN (Radford et al. 2015), 32x32 or 64x64 RGB",
-        train_defaults={"steps": 5000, "batch_size": 32},
+        # ema_decay 0: DCGAN's averaged weights sampled worse than its live ones at every measured seed
+        # (docs/benchmarks.md); eval_every with select_by keeps the best export of the run
+        train_defaults={"steps": 5000, "batch_size": 32, "ema_decay": 0.0, "eval_every": 500},
     )
     metric_goals = {"swd_32": "min", "swd_16": "min", "swd": "min", "fd": "min", "kid": "min", "fid": "min",
                     "precision": "max", "recall": "max", "mode_coverage": "max"}
