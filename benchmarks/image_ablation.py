@@ -184,6 +184,31 @@ def table(args: argparse.Namespace) -> None:
         print(f"| {variant} | {form} | {len(rs)} | " + " | ".join(cells) + " |")
 
 
+@torch.no_grad()
+def trunk_stats(args: argparse.Namespace) -> None:
+    """How big each trunk block's branch is next to its input, for the live generator of each run."""
+    torch.manual_seed(0)
+    print("| run | block | input norm per token | branch norm per token | input spread over samples | "
+          "branch spread over samples | gate |")
+    print("|:--|--:|--:|--:|--:|--:|--:|")
+    for run in map(Path, args.runs):
+        generator, config = load_generator(run, "image", last=True)
+        generator.load_state_dict(load_file(str(checkpoint.checkpoint_dirs(run)[-1] / "model.safetensors")))
+        generator.eval()
+        tokens = generator.stems["image"](torch.randn(256, config.nz))
+        trunk, film = generator.trunk, generator.trunk.film["image"]
+        gates = trunk.gate.get("image", None)
+        for i, block in enumerate(trunk.blocks[: generator.depths["image"]] if generator.depths["image"] >= 0
+                                  else trunk.blocks):
+            gate = None if gates is None else gates[i]
+            out = block(tokens, film[i], gate)
+            branch = out - tokens
+            print(f"| {run.name} | {i} | {tokens.norm(dim=1).mean():.2f} | {branch.norm(dim=1).mean():.2f} | "
+                  f"{tokens.std(0).mean():.3f} | {branch.std(0).mean():.3f} | "
+                  f"{'-' if gate is None else f'{gate.item():.3f}'} |")
+            tokens = out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,8 +227,10 @@ def main() -> None:
     tb = sub.add_parser("table")
     tb.add_argument("--root", required=True)
     tb.add_argument("-n", type=int, default=2000)
+    ts = sub.add_parser("trunk-stats", help="each trunk block's branch against its input (live generator)")
+    ts.add_argument("runs", nargs="+")
     args = parser.parse_args()
-    {"train": train, "score": score, "table": table}[args.command](args)
+    {"train": train, "score": score, "table": table, "trunk-stats": trunk_stats}[args.command](args)
 
 
 if __name__ == "__main__":
