@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from mmgan import __version__
-from mmgan.errors import MMGANError
+from mmgan.errors import MMGANError, PluginError
 from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager
 
 
@@ -171,18 +171,17 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
 @click.option("--batch-size", type=int, default=250, show_default=True, help="Batch size for generating.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and the real-sample choice.")
 @click.option("--modality", help="Which modality, for a multi-task run.")
-@click.option("--inception-weights", type=click.Path(path_type=Path), metavar="PATH",
-              help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds the standard FID (images).")
 @click.option("--device", default=None, show_default="cuda if available, else cpu",
               help="Where the generator and the feature networks run.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report file [default: RUN/eval.json].")
 @click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept (select_by).")
 def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
-                 inception_weights: Path | None, device: str | None, out: Path | None, last: bool) -> None:
+                 device: str | None, out: Path | None, last: bool, **plugin_options: Any) -> None:
     """Measure a run's exported generator against real samples; no download (docs/metrics.md)."""
     from mmgan.evaluation import evaluate_run, format_table, write_report
 
-    options = {"inception_weights": inception_weights} if inception_weights else {}
+    # options the plugins added (mmgan_command_options), for their mmgan_evaluate hooks
+    options = {name: value for name, value in plugin_options.items() if value is not None}
     device = device or ("cuda" if torch_cuda_available() else "cpu")
     report = evaluate_run(run_dir, modality, data, num, batch_size, seed, device, options, last=last)
     click.echo(f"{report['modality']} generator of {run_dir} ({report['export']} export, step {report['step']}) "
@@ -223,11 +222,33 @@ def new_plugin(name: str, modality: bool, parent: Path) -> None:
     click.echo(f"wrote {root}; next: pip install -e '{root}[test]' && python -m pytest -q {root}")
 
 
+# core commands to which plugins may add options (mmgan_command_options); their values reach the
+# plugins' hooks (eval: EvalContext.options)
+PLUGIN_OPTION_COMMANDS = ("eval",)
+
+
+def _add_plugin_options(command: click.Command, pm: Any) -> None:
+    taken = {opt for param in command.params for opt in getattr(param, "opts", [])}
+
+    def add(option: click.Option) -> None:
+        clash = taken.intersection(option.opts)
+        if clash:
+            raise PluginError(f"a plugin adds option {', '.join(sorted(clash))} to mmgan {command.name}, which "
+                              "already has it")
+        taken.update(option.opts)
+        command.params.append(option)
+
+    pm.hook.mmgan_command_options(command=command.name, add=add)
+
+
 def build_cli() -> click.Group:
     """The CLI with every plugin's commands added (once per process)."""
     if not getattr(cli, "_plugin_commands_added", False):
         try:
-            get_plugin_manager().hook.mmgan_register_commands(cli=cli)
+            pm = get_plugin_manager()
+            pm.hook.mmgan_register_commands(cli=cli)
+            for name in PLUGIN_OPTION_COMMANDS:
+                _add_plugin_options(cli.commands[name], pm)
         except MMGANError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)

@@ -48,7 +48,7 @@ class EvalContext:
     ``generator(inputs)`` returns samples (eval mode, on ``device``); ``data`` is the real-data source
     string (``builtin:<name>``, a folder, ...); ``options`` holds extra settings such as
     ``{"inception_weights": path}``. ``real_batches()`` and ``fake_batches()`` are deterministic
-    functions of ``seed``; ``cache`` lets a plugin keep something (real features) for later calls.
+    functions of ``seed``.
     """
 
     modality: Modality

@@ -153,5 +153,14 @@ def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
 
 
 @hookspec
+def mmgan_command_options(command: str, add: Callable[[click.Option], None]) -> None:
+    """Called when the CLI is built, once for each core command that takes plugin options (today
+    ``eval``). Call ``add(click.Option([...]))`` to give the command an option of yours; for ``eval``
+    its value (when given) reaches ``mmgan_evaluate`` as ``ctx.options[<option's name>]``. An option the
+    command already has is a PluginError. Added in contract version 2.
+    """
+
+
+@hookspec
 def mmgan_register_commands(cli: click.Group) -> None:
     """Called when the CLI starts. Add click commands or groups to ``cli``."""

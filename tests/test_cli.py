@@ -4,7 +4,8 @@ import os
 import subprocess
 import sys
 
-from conftest import assert_one_line_error, read_metrics, tiny_args
+import pytest
+from conftest import TINY, assert_one_line_error, read_metrics, tiny_args
 from PIL import Image
 
 
@@ -161,3 +162,49 @@ def test_corrupt_checkpoint_and_bad_generate_inputs(cli_run, tmp_path):
     assert_one_line_error(cli_run("generate", run_dir, "-o", tmp_path / "g.png"), "corrupt")
     assert not (tmp_path / "g.png").exists()
     assert not list(tmp_path.glob(".g.*")), "no temporary file is left behind"
+
+
+def test_a_plugin_adds_an_option_to_eval_and_its_value_reaches_the_metric_hook(cli_run, tmp_path):
+    import click
+
+    import mmgan
+    from mmgan.cli import _add_plugin_options, eval_command
+    from mmgan.errors import PluginError
+    from mmgan.testing import plugin_registered
+
+    seen = {}
+
+    class Brightness:
+        @mmgan.hookimpl
+        def mmgan_command_options(self, command, add):
+            if command == "eval":
+                add(click.Option(["--brightness-target"], type=float))
+
+        @mmgan.hookimpl
+        def mmgan_evaluate(self, ctx):
+            seen.update(ctx.options)
+            return None
+
+    class Clash:
+        @mmgan.hookimpl
+        def mmgan_command_options(self, command, add):
+            add(click.Option(["--seed"], type=int))
+
+    command = click.Command("eval", params=list(eval_command.params), callback=eval_command.callback)
+    with plugin_registered(Brightness(), name="brightness") as plugin:
+        from mmgan.plugins import get_plugin_manager
+
+        _add_plugin_options(command, get_plugin_manager())
+        assert "--brightness-target" in [o for p in command.params for o in getattr(p, "opts", [])]
+        run = tmp_path / "run"
+        assert cli_run("run", "--plugin", "image", "--out", run, "--steps", 1, "--batch-size", 4, "--no-progress",
+                       *[a for s in TINY for a in ("--set", s)]).exit_code == 0
+        from click.testing import CliRunner
+
+        result = CliRunner().invoke(command, [str(run), "-n", "130", "--brightness-target", "0.5",
+                                              "--out", str(tmp_path / "e.json")], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert seen == {"brightness_target": 0.5}
+        assert plugin is not None
+    with plugin_registered(Clash(), name="clash"), pytest.raises(PluginError, match="--seed"):
+        _add_plugin_options(click.Command("eval", params=list(eval_command.params)), get_plugin_manager())

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from mmgan import metrics
 from mmgan.errors import MetricError
+from mmgan_image import swd
 
 
 def gaussian(n: int, mean: np.ndarray, std: np.ndarray, seed: int) -> np.ndarray:
@@ -40,8 +41,8 @@ def test_identical_sets_give_zero():
     shifted, _ = metrics.kernel_inception_distance(a, a + 0.5, subsets=10, subset_size=200)
     assert abs(kid) < 0.1 * shifted  # unbiased: zero in expectation, not exactly
     images = torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    swd = metrics.sliced_wasserstein_distance(images, images)
-    assert swd == {"swd_32": 0.0, "swd_16": 0.0, "swd": 0.0}
+    same = swd.sliced_wasserstein_distance(images, images)
+    assert same == {"swd_32": 0.0, "swd_16": 0.0, "swd": 0.0}
 
 
 def test_feature_distances_grow_with_the_shift():
@@ -83,7 +84,7 @@ def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 ], ids=["noise", "blur", "shift"])
 def test_swd_grows_with_noise_blur_and_shift(corrupt):
     real = smooth_images(24, 0)
-    values = [metrics.sliced_wasserstein_distance(real, corrupt(real, s), patches_per_image=16)
+    values = [swd.sliced_wasserstein_distance(real, corrupt(real, s), patches_per_image=16)
               for s in (0.0, 0.2, 0.5, 1.0)]
     for key in values[0]:
         series = [v[key] for v in values]
@@ -92,9 +93,9 @@ def test_swd_grows_with_noise_blur_and_shift(corrupt):
 
 def test_laplacian_pyramid_levels_add_back_to_the_image():
     images = smooth_images(4, 0)
-    levels = metrics.laplacian_pyramid(images)
-    assert [lv.shape[-1] for lv in levels] == metrics.pyramid_sizes(32) == [32, 16]
-    rebuilt = levels[0] + metrics._pyr_up(levels[1])
+    levels = swd.laplacian_pyramid(images)
+    assert [lv.shape[-1] for lv in levels] == swd.pyramid_sizes(32) == [32, 16]
+    rebuilt = levels[0] + swd._pyr_up(levels[1])
     assert torch.allclose(rebuilt, images, atol=1e-5)
 
 
@@ -108,4 +109,10 @@ def test_too_few_samples_names_the_minimum():
 
 def test_swd_refuses_images_of_different_sizes():
     with pytest.raises(MetricError, match=r"\(3, 32, 32\).*\(3, 64, 64\)"):
-        metrics.sliced_wasserstein_distance(torch.zeros(4, 3, 32, 32), torch.zeros(4, 3, 64, 64))
+        swd.sliced_wasserstein_distance(torch.zeros(4, 3, 32, 32), torch.zeros(4, 3, 64, 64))
+
+
+def test_the_pyramid_swd_moved_to_the_image_plugin_and_the_old_name_still_works():
+    with pytest.warns(DeprecationWarning, match="mmgan_image.swd"):
+        old = metrics.sliced_wasserstein_distance
+    assert old is swd.sliced_wasserstein_distance

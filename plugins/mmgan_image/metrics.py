@@ -15,11 +15,11 @@ from mmgan.metrics import (
     frechet_distance,
     kernel_inception_distance,
     precision_recall,
-    sliced_wasserstein_distance,
 )
 from mmgan_image.datasets import CLASS_NAMES
 from mmgan_image.features import FEATURE_DIM, features_and_classes
 from mmgan_image.inception import FID_FEATURE_DIM, FIDInceptionV3, inception_features, load_fid_inception
+from mmgan_image.swd import sliced_wasserstein_distance
 
 log = logging.getLogger("mmgan")
 

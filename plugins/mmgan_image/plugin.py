@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import torch
 from torch import nn
 
 from mmgan.errors import DataError
 from mmgan.evaluation import EvalContext
 from mmgan.modality import Modality, ModalityConfig
-from mmgan.modality_plugin import ModalityPlugin
+from mmgan.modality_plugin import ModalityPlugin, hookimpl
 from mmgan_image.datasets import open_image_source
 from mmgan_image.grid import save_grid
 from mmgan_image.metrics import image_metrics
@@ -99,6 +101,13 @@ class ImagePlugin(ModalityPlugin):
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         return image_metrics(ctx)
+
+    @hookimpl
+    def mmgan_command_options(self, command: str, add: Callable[[click.Option], None]) -> None:
+        if command == "eval":  # read by image_metrics as ctx.options["inception_weights"]
+            add(click.Option(["--inception-weights"], type=click.Path(path_type=Path), metavar="PATH",
+                             help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds the standard FID "
+                                  "(images; image plugin)."))
 
 
 # the object the ``image`` entry point names
