@@ -208,3 +208,24 @@ def test_a_plugin_adds_an_option_to_eval_and_its_value_reaches_the_metric_hook(c
         assert plugin is not None
     with plugin_registered(Clash(), name="clash"), pytest.raises(PluginError, match="--seed"):
         _add_plugin_options(click.Command("eval", params=list(eval_command.params)), get_plugin_manager())
+
+
+def test_quickstart_sets_up_an_environment_and_runs_the_default_job(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    # this test's environment stands in for the one the script would create (creating one installs torch:
+    # minutes); everything after that is what a newcomer runs
+    venv = Path(sys.executable).parent.parent
+    env = {**os.environ, "MMGAN_VENV": str(venv)}
+    args = ["--steps", "2", "--batch-size", "4", "--out", str(tmp_path / "run"), "--no-progress",
+            *[a for s in TINY for a in ("--set", s)]]
+    result = subprocess.run(["bash", str(root / "bin" / "quickstart"), *args], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is already installed" in result.stdout
+    assert "image 0.1.0" in result.stdout  # `mmgan plugins` ran
+    assert (tmp_path / "run" / "export" / "image.safetensors").is_file()
