@@ -18,7 +18,7 @@ from mmgan.evaluation import EvalContext, context_for_run, evaluate, evaluate_ru
 from mmgan.files import atomic_path
 from mmgan.hookspecs import hookimpl, hookspec
 from mmgan.inference import load_generator, pick_modality, sample
-from mmgan.losses import AdversarialLoss, LossContext, logits_of
+from mmgan.losses import AdversarialLoss, LossContext, logits_of, r1_penalty
 from mmgan.metrics import (
     feature_statistics,
     frechet_distance,
@@ -43,6 +43,6 @@ __all__ = [
     "PluginError", "ShardCodec", "__version__", "atomic_path", "check_int", "context_for_run", "evaluate",
     "evaluate_run", "feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
     "get_modality", "get_plugin_manager", "hookimpl", "hookspec", "kernel_inception_distance", "load_generator",
-    "load_plugin", "logits_of", "metric_goals", "pick_modality", "plugin_registered", "precision_recall",
+    "load_plugin", "logits_of", "metric_goals", "pick_modality", "plugin_registered", "precision_recall", "r1_penalty",
     "sample", "sliced_wasserstein", "tiny_run",
 ]

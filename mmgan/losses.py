@@ -30,6 +30,15 @@ def logits_of(output: Any) -> list[torch.Tensor]:
     )
 
 
+def r1_penalty(discriminator: Callable[[torch.Tensor], Any], real: torch.Tensor) -> torch.Tensor:
+    """``E ||grad_x D(x)||^2`` over a batch of real samples (Mescheder et al. 2018's R1 without its
+    ``gamma / 2``), with the graph kept so that it trains the discriminator; every scale's logits count."""
+    real = real.detach().requires_grad_(True)
+    score = sum(logits.float().sum() for logits in logits_of(discriminator(real)))
+    (grad,) = torch.autograd.grad(score, real, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
 class AdversarialLoss(abc.ABC):
     """A GAN objective: ``d_loss`` for the discriminator step, ``g_loss`` for the generator step.
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from mmgan.errors import DataError
 from mmgan.evaluation import EvalContext
+from mmgan.losses import LossContext, r1_penalty
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.modality_plugin import ModalityPlugin, hookimpl
 from mmgan_image.datasets import open_image_source
@@ -19,6 +20,7 @@ from mmgan_image.grid import save_grid
 from mmgan_image.metrics import image_metrics
 from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
 from mmgan_image.shards import ImageCodec
+from mmgan_image.stabilisers import AugmentedDiscriminator, parse_augment, spectrally_normalised
 
 NAME = "image"
 
@@ -45,6 +47,13 @@ class ImageConfig(ModalityConfig):
     trunk_depth: int = 1
     # with periodic evaluation (train.eval_every), keep the export with the lowest Frechet distance
     select_by: str = "fd"
+    # D stabilisers (mmgan_image.stabilisers), off by default: spectral norm on D's convolutions (and no
+    # BatchNorm in D)
+    spectral_norm: bool = False
+    # the R1 penalty's gamma on real images (0: off)
+    r1_gamma: float = 0.0
+    # differentiable augmentation of what D sees: any of color, translation, cutout (comma-separated)
+    augment: str = ""
 
     def validate(self) -> None:
         if self.image_size not in (32, 64):
@@ -52,6 +61,9 @@ class ImageConfig(ModalityConfig):
         for name in ("nz", "ngf", "ndf"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.r1_gamma >= 0:
+            raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
+        parse_augment(self.augment)
 
 
 def noise(n: int, config: ImageConfig, generator: torch.Generator) -> torch.Tensor:
@@ -83,7 +95,16 @@ class ImagePlugin(ModalityPlugin):
         return DCGANStem(config.nz, width), DCGANHead(width, config.ngf, config.image_size)
 
     def build_discriminator(self, config: ImageConfig) -> nn.Module:
-        return DCGANDiscriminator(config.ndf, config.image_size)
+        disc: nn.Module = DCGANDiscriminator(config.ndf, config.image_size)
+        if config.spectral_norm:
+            disc = spectrally_normalised(disc)
+        augments = parse_augment(config.augment)
+        return AugmentedDiscriminator(disc, augments) if augments else disc
+
+    def discriminator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor] | None:
+        if not ctx.config.r1_gamma:
+            return None
+        return {"r1": ctx.config.r1_gamma / 2 * r1_penalty(ctx.discriminator, ctx.real)}
 
     def read_data(self, source: str, config: ImageConfig, seed: int) -> torch.utils.data.Dataset:
         return open_image_source(source, config.image_size, seed)

@@ -15,7 +15,7 @@ import click
 import torch
 
 import mmgan
-from mmgan.losses import LossContext, logits_of
+from mmgan.losses import LossContext, r1_penalty
 from mmgan_toy import __version__
 
 
@@ -29,15 +29,6 @@ class R1Config:
     def validate(self) -> None:
         if not self.gamma >= 0:  # also rejects NaN
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
-
-
-def r1_penalty(discriminator: object, real: torch.Tensor) -> torch.Tensor:
-    """``E ||grad_x D(x)||^2`` over the batch, with the graph kept so it trains the discriminator."""
-    real = real.detach().requires_grad_(True)
-    # every scale's logits count (MelGAN-style discriminators return a list)
-    score = sum(logits.float().sum() for logits in logits_of(discriminator(real)))
-    (grad,) = torch.autograd.grad(score, real, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
 @mmgan.hookimpl
