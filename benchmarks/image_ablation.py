@@ -145,7 +145,7 @@ def score(args: argparse.Namespace) -> None:
     for run in sorted(p for p in root.iterdir() if (p / "export").is_dir() and not p.name.endswith("-ema")):
         if not finished(run, args.steps):
             continue
-        todo = [f for f in FORMS if (run.name, f, args.n) not in done]
+        todo = [f for f in args.forms if (run.name, f, args.n) not in done]
         if not todo:
             continue
         _, config = load_generator(run, "image")
@@ -223,6 +223,7 @@ def main() -> None:
     s.add_argument("--root", required=True)
     s.add_argument("-n", type=int, default=2000)
     s.add_argument("--steps", type=int, default=2000, help="score only runs finished at this step")
+    s.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS, help="which forms (default all)")
     s.add_argument("--threads", type=int, default=2)
     tb = sub.add_parser("table")
     tb.add_argument("--root", required=True)
