@@ -31,6 +31,7 @@ def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
     """Called whenever mmgan looks modalities up (often: keep it cheap, without side effects).
 
     Call ``register(Modality(...))`` for each modality the plugin adds.
+    Added in contract version 1.
     """
 
 
@@ -42,6 +43,7 @@ def mmgan_build_generator(
 
     The stem maps the generator input to tokens ``(B, width, T)``; the head maps trunk tokens of the same
     shape to a sample. ``config`` is the modality's config dataclass. The first non-None answer wins.
+    Added in contract version 1.
     """
 
 
@@ -53,6 +55,7 @@ def mmgan_build_discriminator(modality: str, config: Any) -> nn.Module | None:
     tensors (several scales), or an object with a ``logits`` attribute. To wrap the discriminator of
     another plugin (spectral norm, say), implement this hook with ``hookimpl(wrapper=True)``:
     ``disc = yield`` receives the built module, and what the wrapper returns is used instead.
+    Added in contract version 1.
     """
 
 
@@ -61,6 +64,7 @@ def mmgan_register_losses(register: Callable[[str, AdversarialLoss], None]) -> N
     """Called whenever mmgan looks losses up (keep it cheap). Call ``register(name, loss)`` for each loss.
 
     ``train.loss`` in the run config picks one by name; a duplicate name is an error.
+    Added in contract version 1.
     """
 
 
@@ -71,6 +75,7 @@ def mmgan_generator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | No
     Terms from all plugins are added to the adversarial loss; each is logged as ``<modality>/g/<name>``.
     A term named ``adv``, or one name returned by two plugins, is a PluginError.
     ``ctx`` holds the modality, its config, real and generated batches and the discriminator outputs.
+    Added in contract version 1.
     """
 
 
@@ -81,6 +86,7 @@ def mmgan_discriminator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] 
     Terms from all plugins are added to the adversarial loss; each is logged as ``<modality>/d/<name>``.
     A term named ``adv``, or one name returned by two plugins, is a PluginError.
     ``ctx.fake`` is detached here; ``ctx.discriminator`` re-runs D (for gradient penalties).
+    Added in contract version 1.
     """
 
 
@@ -91,6 +97,7 @@ def mmgan_read_data(modality: str, source: str, config: Any, seed: int) -> torch
     ``source`` is ``builtin:<name>`` or a path. Return None if the source is not yours; raise
     ``mmgan.errors.DataError`` with one line naming the source if it is yours but unreadable.
     Items must be tensors of the shape the discriminator takes (without the batch dimension).
+    Added in contract version 1.
     """
 
 
@@ -102,6 +109,7 @@ def mmgan_shard_codec(modality: str, config: Any) -> ShardCodec | None:
 
     Core owns everything else about shards: the manifest, splitting by rank and worker, shuffling,
     resampling and skipping corrupt members.
+    Added in contract version 1.
     """
 
 
@@ -114,6 +122,7 @@ def mmgan_write_samples(
     Write ``samples`` (generator output, float32 on CPU) for ``modality`` at ``path``, atomically; the
     plugin adds the suffix when ``path`` has none. ``real`` is a batch of real samples to show beside
     them, or None. Return the written paths, or None if the modality is not yours.
+    Added in contract version 1.
     """
 
 
@@ -125,6 +134,7 @@ def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
     ``real_batches()``/``fake_batches()``. Return ``{name: value}`` for modalities you measure, None for
     the others. Answers of all plugins are merged; one name returned by two plugins is a PluginError.
     Raise ``mmgan.errors.MetricError`` (one line) when the samples cannot give a meaningful number.
+    Added in contract version 1.
     """
 
 
@@ -163,4 +173,7 @@ def mmgan_command_options(command: str, add: Callable[[click.Option], None]) -> 
 
 @hookspec
 def mmgan_register_commands(cli: click.Group) -> None:
-    """Called when the CLI starts. Add click commands or groups to ``cli``."""
+    """Called when the CLI starts. Add click commands or groups to ``cli``.
+
+    Added in contract version 1.
+    """

@@ -64,3 +64,13 @@ def test_a_hook_with_a_typo_is_rejected():
             pm.check_pending()
     finally:
         pm.unregister(name="typo")
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hook_says_in_which_contract_version_it_was_added(name):
+    from mmgan.api import CONTRACT_VERSION
+
+    doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+    match = re.search(r"Added in contract version (\d+)", doc)
+    assert match, f"{name}: say 'Added in contract version N' in its docstring"
+    assert 1 <= int(match.group(1)) <= CONTRACT_VERSION
