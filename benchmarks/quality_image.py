@@ -60,7 +60,7 @@ def export_bare(generator: BareGenerator, run_dir: Path, config: ImageConfig, wi
     state |= {f"heads.image.{k}": v for k, v in generator.head.state_dict().items()}
     state["trunk.film.image"] = torch.zeros(0, 2, width)
     state = {k: v.detach().clone().contiguous() for k, v in state.items()}
-    trunk = asdict(TrunkConfig(width=width, depth=0))
+    trunk = asdict(TrunkConfig(width=width, depth=0, residual="plain"))  # no blocks: no gates either
     meta = {"mmgan_version": __version__, "modality": "image", "step": step, "config": asdict(config),
             "trunk": trunk, "note": "bare DCGAN loop, benchmarks/quality_image.py"}
     export_generator(run_dir / "export", "image", state, meta)
