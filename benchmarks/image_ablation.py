@@ -73,7 +73,14 @@ def finished(run: Path, steps: int) -> bool:
         return False
 
 
+# the image defaults the screening started from (before issue 9): what every variant changes one thing of
+OLD_DEFAULTS = ["trunk.width=512", "trunk.depth=2", "trunk.residual=plain", "image.trunk_depth=-1",
+                "train.ema_decay=0.999"]
+
+
 def train(args: argparse.Namespace) -> None:
+    if args.old_defaults:
+        args.set = [*OLD_DEFAULTS, *args.set]
     torch.set_num_threads(args.threads)
     machine_header(args.threads)
     root = Path(args.root)
@@ -89,7 +96,8 @@ def train(args: argparse.Namespace) -> None:
                                 *VARIANTS[variant]], check=True, stdout=subprocess.DEVNULL)
             else:
                 resume = bool(checkpoint.checkpoint_dirs(run))
-                overrides = [*VARIANTS[variant], *args.set, "train.eval_every=0"]
+                # --set is the base every variant starts from (the variant's own settings win)
+                overrides = [*args.set, *VARIANTS[variant], "train.eval_every=0"]
                 if resume:
                     config = cfg.resolve(get_modality, resume_dir=run, steps=args.steps)
                 else:
@@ -217,7 +225,10 @@ def main() -> None:
     t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     t.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    t.add_argument("--set", action="append", default=[], help="an override for every mmgan variant")
+    t.add_argument("--set", action="append", default=[],
+                   help="the base of every mmgan variant, before its own settings (repeatable)")
+    t.add_argument("--old-defaults", action="store_true",
+                   help="start every variant from the defaults before issue 9 (the screening's baseline)")
     t.add_argument("--threads", type=int, default=2)
     s = sub.add_parser("score")
     s.add_argument("--root", required=True)
