@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import shutil
 
 import pytest
@@ -252,3 +253,25 @@ def test_bf16_training_leaves_autocast_off_for_what_follows(tiny_config, tmp_pat
     trainer = Trainer(tiny_config(tmp_path / "bf", steps=1, extra=("train.mixed_precision=bf16",)), progress=False)
     trainer.train_step(trainer.batches())
     assert not torch.is_autocast_enabled("cpu")
+
+
+def test_a_second_run_on_a_run_directory_in_use_is_refused_and_writes_nothing(tiny_config, tmp_path, cli_run):
+    from conftest import assert_one_line_error, tiny_args
+
+    from mmgan.engine.rundir import RunDirectory
+    from mmgan.errors import CheckpointError
+
+    run = tmp_path / "run"
+    holder = RunDirectory(run)
+    holder.lock()  # as a first `mmgan run` holds it while it trains
+    try:
+        with pytest.raises(CheckpointError, match=f"in use by another mmgan process \\(pid {os.getpid()}\\)"):
+            Trainer(tiny_config(run, steps=1), progress=False).fit()
+        assert_one_line_error(cli_run("run", "--plugin", "image", *tiny_args(run, steps=1)), "in use", str(run))
+        assert not (run / "metrics.jsonl").exists() and not (run / "config.toml").exists()
+    finally:
+        holder.unlock()
+    # released: the run can start, and after it the directory is free again for a resume
+    Trainer(tiny_config(run, steps=1), progress=False).fit()
+    Trainer(tiny_config(run, steps=2), resume=True, progress=False).fit()
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 from pathlib import Path
+from typing import IO
 
 from mmgan import checkpoint
 from mmgan.config import RunConfig, to_toml
@@ -15,8 +18,40 @@ from mmgan.files import atomic_path
 class RunDirectory:
     """``runs/<name>/``: the resolved config and the one-JSON-object-per-line metrics log."""
 
+    LOCK_FILE = ".lock"
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._lock: IO[str] | None = None
+
+    def lock(self) -> None:
+        """Hold the run directory for this process (rank 0 of a run) until :meth:`unlock`: a second
+        ``mmgan run`` on the same directory, started or resumed, is refused instead of interleaving its
+        files with this one's. The lock is the operating system's (``flock``): it goes with the process."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / self.LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+        except OSError as exc:
+            raise CheckpointError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise CheckpointError(f"run directory {self.path} is in use by another mmgan process (pid {owner}); "
+                                  "wait for it, or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
     @property
     def metrics_path(self) -> Path:

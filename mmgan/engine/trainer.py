@@ -158,6 +158,15 @@ class Trainer:
                      self.step, t.steps)
             return self.run_dir
         if acc.is_main_process:
+            self.files.lock()  # one process per run directory; released when fit returns
+        try:
+            return self._fit()
+        finally:
+            self.files.unlock()
+
+    def _fit(self) -> Path:
+        t, acc = self.config.train, self.accelerator
+        if acc.is_main_process:
             self.files.write_config(self.config)
             self.files.truncate_metrics(after=self.step)
             checkpoint.remove_staging(self.run_dir)
