@@ -40,23 +40,9 @@ def coerce(key: str, value: Any, expected: Any) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return _number(key, value, int, (int,), "an integer")
     if expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return _number(key, value, float, (int, float), "a number")
     if expected is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
@@ -125,3 +111,15 @@ def section_from_dict(cls: type, values: Mapping[str, Any], origin: str) -> Any:
         setattr(obj, name, coerce(f"{origin}: {name}", value, types[name]))
     validate_section(obj, f"{origin}:")
     return obj
+
+
+def _number(key: str, value: Any, kind: type, accepted: tuple[type, ...], what: str) -> Any:
+    """``value`` as ``kind``: a number of an ``accepted`` type (never a bool) or a string that parses."""
+    if isinstance(value, accepted) and not isinstance(value, bool):
+        return kind(value)
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected {what}, got {value!r}") from None
+    raise ConfigError(f"{key}: expected {what}, got {value!r}")
