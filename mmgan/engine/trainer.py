@@ -92,6 +92,7 @@ class Trainer:
         self.step = 0
         self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._ema_ready_at = -1  # the step whose EMA weights the EMA's BatchNorm statistics describe
+        self._bn_real: dict[str, torch.Tensor] = {}  # real samples a conditional modality recalibrates on
         self.selection = BestExports(self.pm, config)
         if resume:
             self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed)
@@ -252,7 +253,9 @@ class Trainer:
             if modality.sample_input is not None:
                 inputs = (modality.sample_input(batch, mcfg, gen) for _ in range(n))
             else:  # a conditional modality: inputs from real samples, the same ones every time
-                real = self.data.preview(name, batch * n)
+                if name not in self._bn_real:  # decoded once per run, not at every sample step
+                    self._bn_real[name] = self.data.preview(name, batch * n)
+                real = self._bn_real[name]
                 inputs = (modality.make_input(chunk, mcfg, gen) for chunk in real.split(batch))
             with acc.autocast():
                 recalibrate_batchnorm(lambda x, name=name: self.ema(name, x.to(acc.device)), layers, inputs)
