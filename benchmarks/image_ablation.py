@@ -58,6 +58,11 @@ VARIANTS: dict[str, list[str]] = {
     "w256-d1-lr01": ["trunk.width=256", "trunk.depth=1", "trunk.lr_scale=0.1"],
     "bounded": ["trunk.residual=bounded"],
     "w256-d1-bounded": ["trunk.width=256", "trunk.depth=1", "trunk.residual=bounded"],
+    # the stabilisers, each alone on top of the defaults
+    "sn": ["image.spectral_norm=true"],
+    "r1": ["image.r1_gamma=1.0"],
+    "diffaug": ["image.augment=color,translation,cutout"],
+    "hinge": ["train.loss=hinge"],
 }
 FORMS = ("best", "ema", "ema-copied", "ema-recal", "live", "live-recal", "ema-batch")
 
@@ -93,7 +98,7 @@ def train(args: argparse.Namespace) -> None:
             if variant.startswith("bare"):
                 subprocess.run([sys.executable, str(HERE / "quality_image.py"), "train-bare", "--out", str(run),
                                 "--steps", str(args.steps), "--seed", str(seed), "--threads", str(args.threads),
-                                *VARIANTS[variant]], check=True, stdout=subprocess.DEVNULL)
+                                "--data", args.data, *VARIANTS[variant]], check=True, stdout=subprocess.DEVNULL)
             else:
                 resume = bool(checkpoint.checkpoint_dirs(run))
                 # --set is the base every variant starts from (the variant's own settings win)
@@ -102,7 +107,7 @@ def train(args: argparse.Namespace) -> None:
                     config = cfg.resolve(get_modality, resume_dir=run, steps=args.steps)
                 else:
                     config = cfg.resolve(get_modality, plugins=("image",), out=run, steps=args.steps, seed=seed,
-                                         overrides=overrides)
+                                         data=[f"image={args.data}"], overrides=overrides)
                 Trainer(config, resume=resume, progress=False).fit()
             print(json.dumps({"run": str(run), "seconds": round(time.perf_counter() - started, 1)}), flush=True)
 
@@ -163,7 +168,7 @@ def score(args: argparse.Namespace) -> None:
                 continue
             started = time.perf_counter()
             ctx = EvalContext(modality=modality, config=config, generator=ModalityGenerator(forms[form], "image"),
-                              data="builtin:shapes", num_samples=args.n, batch_size=250, seed=0)
+                              data=args.data, num_samples=args.n, batch_size=250, seed=0)
             metrics = evaluate(ctx)
             record = {"run": run.name, "form": form, "n": args.n, "step": args.steps, **metrics,
                       "seconds": round(time.perf_counter() - started, 1)}
@@ -230,12 +235,14 @@ def main() -> None:
     t.add_argument("--old-defaults", action="store_true",
                    help="start every variant from the defaults before issue 9 (the screening's baseline)")
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--data", default="builtin:shapes", help="the image data of every run (default builtin:shapes)")
     s = sub.add_parser("score")
     s.add_argument("--root", required=True)
     s.add_argument("-n", type=int, default=2000)
     s.add_argument("--steps", type=int, default=2000, help="score only runs finished at this step")
     s.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS, help="which forms (default all)")
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--data", default="builtin:shapes", help="the real images scored against (default builtin:shapes)")
     tb = sub.add_parser("table")
     tb.add_argument("--root", required=True)
     tb.add_argument("-n", type=int, default=2000)

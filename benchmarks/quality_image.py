@@ -34,7 +34,7 @@ from mmgan import __version__
 from mmgan.checkpoint import export_generator
 from mmgan.engine import ema_decay
 from mmgan.trunk import TrunkConfig
-from mmgan_image.datasets import ShapesDataset
+from mmgan_image.datasets import ShapesDataset, open_image_source
 from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
 from mmgan_image.plugin import ImageConfig
 
@@ -75,7 +75,7 @@ def train_bare(args: argparse.Namespace) -> None:
     ema = copy.deepcopy(netG).eval().requires_grad_(False)
     optimizerG = torch.optim.Adam(netG.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
     optimizerD = torch.optim.Adam(netD.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
-    dataset = ShapesDataset(config.image_size, seed=args.seed)
+    dataset = open_image_source(args.data, config.image_size, seed=args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(args.seed))
     data = (batch for _ in itertools.count() for batch in loader)
@@ -185,6 +185,7 @@ def main() -> None:
     bare.add_argument("--image-size", type=int, default=32)
     bare.add_argument("--width", type=int, default=512, help="stem output channels (mmgan's trunk.width)")
     bare.add_argument("--seed", type=int, default=0)
+    bare.add_argument("--data", default="builtin:shapes", help="builtin:shapes or a folder of images")
     bare.add_argument("--threads", type=int, default=1)
     cmp = sub.add_parser("compare", help="the same metrics for each run, plus the real-vs-real floor")
     cmp.add_argument("runs", nargs="+")

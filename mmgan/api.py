@@ -34,8 +34,8 @@ from mmgan.shards import PackStream, ShardCodec
 from mmgan.testing import load_plugin, plugin_registered, tiny_run
 
 # 1: the first published contract. 2: mmgan_register_config, mmgan_register_metrics, LossContext.rng and
-# .settings, ModalityPlugin, <modality>.select_by and trunk_depth.
-CONTRACT_VERSION = 2
+# .settings, ModalityPlugin, <modality>.select_by and trunk_depth. 3: Modality.bf16 (train.mixed_precision=auto).
+CONTRACT_VERSION = 3
 
 __all__ = [
     "CONTRACT_VERSION", "AdversarialLoss", "CheckpointError", "ConfigError", "DataError", "EvalContext",

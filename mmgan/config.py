@@ -90,8 +90,9 @@ class TrainConfig:
     sync_batchnorm: bool = True
     # channels_last memory format for G and D (faster convolutions on CPU)
     channels_last: bool = False
-    # "no", "bf16" or "fp16"; empty means Accelerate's own setting (accelerate launch / accelerate config)
-    mixed_precision: str = ""
+    # auto: bf16 where the device computes it natively and every modality was measured safe in it, else
+    # fp32 (accelerate launch --mixed_precision wins); "no", "bf16", "fp16"; "" is Accelerate's setting
+    mixed_precision: str = "auto"
     # every eval_every steps (0: never) the plugins' metrics of the EMA generator on eval_samples samples
     eval_every: int = 0
     # samples per periodic evaluation, at most each modality's own (<modality>.eval_samples sets it)
@@ -207,8 +208,8 @@ def validate(config: RunConfig) -> None:
     for name in ("beta1", "beta2", "ema_decay"):
         if not 0 <= getattr(t, name) < 1:
             raise ConfigError(f"train.{name} must be in [0, 1), got {getattr(t, name)}")
-    if t.mixed_precision not in ("", "no", "bf16", "fp16"):
-        raise ConfigError(f"train.mixed_precision must be no, bf16 or fp16, got {t.mixed_precision!r}")
+    if t.mixed_precision not in ("auto", "", "no", "bf16", "fp16"):
+        raise ConfigError(f"train.mixed_precision must be auto, no, bf16 or fp16, got {t.mixed_precision!r}")
     if t.ema_rampup < 0:
         raise ConfigError(f"train.ema_rampup must be >= 0, got {t.ema_rampup}")
     if t.ema_bn_batches < 0:

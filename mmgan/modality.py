@@ -61,6 +61,7 @@ class Modality:
     description: str = ""
     train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     eval_samples: int = 5000
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

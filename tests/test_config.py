@@ -49,7 +49,7 @@ def test_set_coerces_by_field_type():
     ("train.steps=0", "train.steps must be positive, got 0"),
     ("train.batch_size=-2", "train.batch_size must be positive, got -2"),
     ("image.image_size=48", "image_size must be 32 or 64, got 48"),
-    ("train.mixed_precision=fp8", "mixed_precision must be no, bf16 or fp16"),
+    ("train.mixed_precision=fp8", "mixed_precision must be auto, no, bf16 or fp16"),
 ])
 def test_bad_values_name_the_key(override, fragment):
     with pytest.raises(ConfigError) as err:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 import pluggy
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import InitProcessGroupKwargs
 from torch.utils.data import DataLoader
 
@@ -20,14 +20,17 @@ from mmgan import checkpoint
 from mmgan.config import RunConfig, TrainConfig, legacy_trunk_values
 from mmgan.data import EpochSampler, endless_batches, open_training_data
 from mmgan.errors import CheckpointError, DataError, PluginError
+from mmgan.modality import Modality
+from mmgan.precision import resolve_precision
 from mmgan.shards import ShardStream
 from mmgan.trunk import DiscriminatorSet, GeneratorSet, LatentTrunk, TrunkConfig
 
 log = logging.getLogger("mmgan")
 
 
-def new_accelerator(train: TrainConfig) -> Accelerator:
-    """The run's Accelerator, with its precision from ``train.mixed_precision`` (else Accelerate's)."""
+def new_accelerator(train: TrainConfig, modalities: Sequence[Modality] = ()) -> Accelerator:
+    """The run's Accelerator, with its precision resolved from ``train.mixed_precision``
+    (``mmgan.precision``: ``auto`` picks bf16 where it is native and ``modalities`` allow it)."""
     if AcceleratorState._shared_state:
         # Accelerate keeps one state per process and refuses a second Accelerator with another
         # precision; a process that runs several trainings (tests, notebooks, benchmarks) must reset
@@ -35,8 +38,14 @@ def new_accelerator(train: TrainConfig) -> Accelerator:
         AcceleratorState._reset_state(reset_partial_state=False)
     # rank 0 alone samples and evaluates while the others wait at the next collective: allow it an hour
     # (NCCL's default of 10 minutes would kill a run during a long periodic evaluation)
-    return Accelerator(mixed_precision=train.mixed_precision or None,
-                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=1))])
+    handlers = [InitProcessGroupKwargs(timeout=timedelta(hours=1))]
+    # the device Accelerator will use (PartialState is the process-wide state it builds on)
+    device = PartialState(**handlers[0].to_kwargs()).device
+    precision, why = resolve_precision(train.mixed_precision, modalities, device)
+    acc = Accelerator(mixed_precision=precision, kwargs_handlers=handlers)
+    if acc.is_main_process:
+        log.info("training precision %s (%s)", acc.mixed_precision, why)
+    return acc
 
 
 def build_generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:

@@ -56,9 +56,9 @@ class Trainer:
             self.files.refuse_existing_run()
         self.progress = progress
         t = config.train
-        self.accelerator = acc = new_accelerator(t)
-        set_seed(config.run.seed)
         modalities = {name: get_modality(name, self.pm) for name in config.run.modalities}
+        self.accelerator = acc = new_accelerator(t, list(modalities.values()))
+        set_seed(config.run.seed)
         # each modality's adversarial loss: its own [<modality>] loss, else train.loss
         adversarial = {name: get_adversarial_loss(config.modalities[name].loss or t.loss, self.pm)
                        for name in config.run.modalities}
