@@ -18,8 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mmgan.errors import CheckpointError
-from mmgan.files import atomic_path
+from mmgan.errors import CheckpointError, StorageError
+from mmgan.files import atomic_path, free_bytes, writing
 
 CHECKPOINT_RE = re.compile(r"^step_(\d{6,})$")
 PROGRESS_FILE = "mmgan_progress.json"
@@ -54,19 +54,33 @@ def remove_staging(run_dir: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, shown: Path | None = None) -> None:
+    """``safetensors`` ``save_file``, with a failed write (it raises its own error type, not OSError, on
+    a full disk) turned into a ``StorageError`` naming ``shown`` (default ``path``) and the free space."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as exc:
+        free = free_bytes(Path(path).parent)
+        left = "" if free is None else f"; {free / 2**20:.1f} MiB free there"
+        raise StorageError(f"cannot write {shown or path}: {exc}{left}") from exc
+
+
 def write_extra_state(directory: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Write mmgan's own resume state (EMA weights, RNG state, step) beside Accelerate's files."""
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(directory / STATE_FILE))
+    with writing(directory / STATE_FILE):
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, directory / STATE_FILE)
     # the progress file is written last: its presence marks the checkpoint complete
-    (directory / PROGRESS_FILE).write_text(json.dumps({"step": step, **meta}), encoding="utf-8")
+    with writing(directory / PROGRESS_FILE):
+        (directory / PROGRESS_FILE).write_text(json.dumps({"step": step, **meta}), encoding="utf-8")
 
 
 def publish_checkpoint(run_dir: Path, step: int, keep: int) -> Path:
     """Rename a fully written staging directory into place and delete all but the newest ``keep``."""
     final = Path(run_dir) / "checkpoints" / f"step_{step:06d}"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging_dir(run_dir, step), final)
+    with writing(final):
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging_dir(run_dir, step), final)
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -92,7 +106,7 @@ def export_generator(
     export_dir = Path(export_dir)
     weights = export_dir / f"{modality}.safetensors"
     with atomic_path(weights) as tmp:
-        save_file(state, str(tmp))
+        save_tensors(state, tmp, shown=weights)
     with atomic_path(export_dir / f"{modality}.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return weights

@@ -15,21 +15,39 @@ from mmgan.errors import MMGANError, PluginError
 from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager
 
 
-def torch_cuda_available() -> bool:
-    """Whether a CUDA device is there (imports torch: call it inside a command, not to build the CLI)."""
-    import torch
-
-    return torch.cuda.is_available()
-
-
 class MMGANGroup(click.Group):
-    """Turns every user mistake (an MMGANError) into one line and exit status 1, never a traceback."""
+    """The last line of defence: a user mistake (an MMGANError) or the environment (a full disk, a
+    read-only path, Ctrl-C during start-up) is one line and a non-zero exit, never a traceback; any
+    other exception is one line too, with a hint to rerun with -v, which prints the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
         except MMGANError as exc:
             raise click.ClickException(one_line(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
+        except OSError as exc:
+            if VERBOSE.on:
+                raise
+            from mmgan.files import describe_os_error
+
+            where = exc.filename if exc.filename is not None else "a file"
+            raise click.ClickException(describe_os_error(where, exc)) from None
+        except Exception as exc:
+            if VERBOSE.on:
+                raise
+            first = (str(exc).splitlines() or [""])[0]
+            raise click.ClickException(f"{type(exc).__name__}: {first} (rerun with -v for the traceback)") from None
+
+
+class VERBOSE:
+    """Whether ``-v`` was given (the last line of defence then lets the traceback through)."""
+
+    on = False
 
 
 def one_line(exc: BaseException) -> str:
@@ -48,6 +66,7 @@ def one_line(exc: BaseException) -> str:
 def cli(verbose: bool) -> None:
     """mmgan: train GANs for any modality; each modality is a plugin."""
     # mmgan's own messages at INFO; libraries (Accelerate logs every file it saves) only when they warn
+    VERBOSE.on = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("mmgan").setLevel(logging.DEBUG if verbose else logging.INFO)
 
@@ -65,25 +84,47 @@ def cli(verbose: bool) -> None:
 @click.option("--init-trunk", type=click.Path(path_type=Path), metavar="RUN",
               help="Start from RUN's trained trunk (run.init_trunk): its best export, or the last with "
                    "--set run.init_trunk_export=last.")
+@click.option("--overwrite", is_flag=True,
+              help="Start over in a --out that holds a run: remove its checkpoints, samples, export and metrics.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batch_size: int | None,
         out: Path | None, seed: int | None, config_file: Path | None, overrides: tuple[str, ...],
-        resume: Path | None, init_trunk: Path | None, no_progress: bool) -> None:
-    """Train a GAN for one or more modalities (e.g. `mmgan run --plugin image`)."""
+        resume: Path | None, init_trunk: Path | None, overwrite: bool, no_progress: bool) -> None:
+    """Train a GAN for one or more modalities (e.g. `mmgan run --plugin image`).
+
+    The first SIGTERM or Ctrl-C stops at the next step boundary with a checkpoint (exit 143 or 130); a
+    second Ctrl-C stops at once, keeping the previous checkpoint.
+    """
     from mmgan import config as cfg
     from mmgan.engine import Trainer
+    from mmgan.engine.rundir import RunDirectory
+    from mmgan.engine.stop import Stopped
+    from mmgan.errors import StorageError
 
+    if overwrite and resume is not None:
+        raise click.ClickException("--overwrite starts a run over and --resume continues one: give one of them")
     overrides = (*overrides, f"run.init_trunk={init_trunk}") if init_trunk is not None else overrides
     config = cfg.resolve(get_modality, plugins=plugins, config_file=config_file, resume_dir=resume, data=data,
                          steps=steps, batch_size=batch_size, seed=seed, out=out, overrides=overrides)
     run_dir = Path(config.run.out)
+    if overwrite and RunDirectory(run_dir).holds_run():
+        removed = RunDirectory(run_dir).overwrite()
+        click.echo(f"--overwrite: removed {', '.join(p.name for p in removed)} of the run in {run_dir}", err=True)
     trainer = Trainer(config, resume=resume is not None, progress=not no_progress)
     try:
         trainer.fit()
+    except Stopped as stop:
+        if trainer.accelerator.is_main_process:
+            click.echo(f"\n{stop}, checkpoint written; continue with: mmgan run --resume {run_dir}", err=True)
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         # the last checkpoint is intact (they are renamed into place only once complete)
-        click.echo(f"\ninterrupted at step {trainer.step}; continue with: mmgan run --resume {run_dir}", err=True)
+        click.echo(f"\ninterrupted at step {trainer.step}, nothing more written; continue from the last checkpoint "
+                   f"with: mmgan run --resume {run_dir}", err=True)
         sys.exit(130)
+    except StorageError as exc:
+        raise click.ClickException(f"step {trainer.step}: {exc}; then continue with: mmgan run --resume "
+                                   f"{run_dir}") from None
     if trainer.accelerator.is_main_process:
         click.echo(f"run written to {run_dir} (samples/, checkpoints/, export/, metrics.jsonl)")
 
@@ -112,6 +153,7 @@ def plugins(as_json: bool) -> None:
 def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: int, last: bool) -> None:
     """Sample from a run's exported EMA generator, its best one if it kept one (safetensors; nothing is
     unpickled)."""
+    from mmgan.files import check_writable
     from mmgan.inference import load_generator, pick_modality, sample
 
     if num < 1:
@@ -119,6 +161,7 @@ def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: 
     if output.is_dir():
         raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'grid.png'}")
     name = pick_modality(run_dir, modality)
+    check_writable(output)
     generator, config = load_generator(run_dir, name, last=last)
     samples = sample(generator, name, config, num, seed)
     written = get_plugin_manager().hook.mmgan_write_samples(modality=name, samples=samples.float(), path=output,
@@ -178,17 +221,26 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
 def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
                  device: str | None, out: Path | None, last: bool, **plugin_options: Any) -> None:
     """Measure a run's exported generator against real samples; no download (docs/metrics.md)."""
+    from mmgan.devices import resolve_device
+    from mmgan.errors import StorageError
     from mmgan.evaluation import evaluate_run, format_table, write_report
+    from mmgan.files import check_writable
 
     # options the plugins added (mmgan_command_options), for their mmgan_evaluate hooks
     options = {name: value for name, value in plugin_options.items() if value is not None}
-    device = device or ("cuda" if torch_cuda_available() else "cpu")
-    report = evaluate_run(run_dir, modality, data, num, batch_size, seed, device, options, last=last)
+    target = out or Path(run_dir) / "eval.json"
+    if Path(run_dir).is_dir():
+        check_writable(target, "the report")  # before the evaluation, not after it
+    report = evaluate_run(run_dir, modality, data, num, batch_size, seed, resolve_device(device), options, last=last)
     click.echo(f"{report['modality']} generator of {run_dir} ({report['export']} export, step {report['step']}) "
                f"vs {report['data']}, "
                f"n={report['num_samples']}, seed={seed}")
     click.echo(format_table(report["metrics"]))
-    click.echo(f"wrote {write_report(out or Path(run_dir) / 'eval.json', report)}")
+    try:
+        click.echo(f"wrote {write_report(target, report)}")
+    except StorageError as exc:  # the metrics are not lost: they go to stdout as JSON
+        click.echo(json.dumps(report))
+        raise click.ClickException(f"{exc}; the report is printed above as JSON") from None
 
 
 @cli.command(name="check-plugin")
@@ -256,6 +308,13 @@ def build_cli() -> click.Group:
     return cli
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM outside training (which stops with a checkpoint): one line, not silence
+
+
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     build_cli()(prog_name="mmgan")

@@ -25,3 +25,7 @@ class CheckpointError(MMGANError):
 
 class MetricError(MMGANError):
     """An evaluation that cannot give a meaningful number: too few samples, mismatched shapes."""
+
+
+class StorageError(MMGANError):
+    """A file or directory that cannot be written: disk full, read-only filesystem, no permission."""

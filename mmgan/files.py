@@ -1,30 +1,110 @@
-"""Atomic file and directory writes: a crash mid-write never leaves a half-written output behind."""
+"""Writing files safely: a crash or a full disk mid-write never leaves a half-written output behind,
+and a write that fails is one line naming the path (``StorageError``), not a traceback."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from mmgan.errors import StorageError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def describe_os_error(path: str | os.PathLike[str], exc: OSError) -> str:
+    """``cannot write PATH: REASON`` with a hint for the usual causes (full disk, read-only, permissions)."""
+    reason = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free some space or write elsewhere",
+            errno.EDQUOT: "free some space or write elsewhere",
+            errno.EROFS: "choose a writable location",
+            errno.EACCES: "choose a location you may write to",
+            errno.EPERM: "choose a location you may write to"}.get(exc.errno or 0)
+    where = exc.filename if exc.filename and Path(str(exc.filename)) != Path(path) else None
+    text = f"cannot write {path}: {reason}"
+    if where:
+        text += f" ({where})"
+    return f"{text}; {hint}" if hint else text
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside into a ``StorageError`` naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(describe_os_error(path, exc)) from exc
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; on success it replaces ``path`` in one rename.
 
-    If the body raises, the temporary is removed and whatever was at ``path`` before is left untouched.
-    (Checkpoint directories have their own staging scheme, in ``mmgan.checkpoint``.)
+    If the body raises, the temporary is removed and whatever was at ``path`` before is left untouched;
+    an ``OSError`` (a full disk, a read-only directory) becomes a ``StorageError`` naming ``path``.
+    The temporary is named ``.<name>.<random>.tmp``: :func:`remove_temporaries` clears the ones a
+    killed process left. (Checkpoint directories have their own staging scheme, in ``mmgan.checkpoint``.)
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()  # the caller creates the file
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
     try:
-        yield tmp
-        os.replace(tmp, target)
+        with writing(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def remove_temporaries(directory: Path) -> list[Path]:
+    """Delete the ``atomic_path`` temporaries a killed process left in ``directory`` (not below it)."""
+    removed = []
+    if directory.is_dir():
+        for stale in directory.glob(f".*{TEMP_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+                removed.append(stale)
+    return removed
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space on the filesystem of ``path`` (or of its nearest existing parent); None if unknown."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
+
+
+def tree_bytes(path: Path) -> int:
+    """The total size of the files under ``path``."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Fail fast, before hours of work, if ``path`` cannot be created: its nearest existing parent must
+    be a writable directory (a read-only mount or a file in the way is a ``StorageError`` now, not after
+    the results are computed)."""
+    target = Path(path)
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StorageError(f"cannot write {what} {target}: {parent} is not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                reason = "read-only filesystem" if _read_only(parent) else "permission denied"
+                raise StorageError(f"cannot write {what} {target}: {parent} is not writable ({reason})")
+            return
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False

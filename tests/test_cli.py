@@ -137,13 +137,19 @@ def test_resume_without_checkpoint_and_existing_run(cli_run, tmp_path):
     assert cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=1)).exit_code == 0
     before = (run_dir / "metrics.jsonl").read_bytes()
     assert_one_line_error(cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=1)),
-                          "already holds a run", "--resume")
+                          "already holds a run", "last checkpoint is step 1", "--resume", "--overwrite")
     assert (run_dir / "metrics.jsonl").read_bytes() == before
     for ckpt in (run_dir / "checkpoints").iterdir():
         for f in ckpt.iterdir():
             f.unlink()
         ckpt.rmdir()
-    assert_one_line_error(cli_run("run", "--resume", run_dir, "--steps", "2"), "no checkpoint to resume")
+    # a run stopped before its first checkpoint is not a dead end (fault 13): the message says both ways,
+    # and --resume trains it from step 0 with its own config
+    assert_one_line_error(cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=1)),
+                          "no checkpoint yet", "--resume starts it again from step 0", "--overwrite")
+    result = cli_run("run", "--resume", run_dir, "--steps", "2")
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_metrics(run_dir) if "image/d/adv" in r] == [1, 2]
 
 
 def test_corrupt_checkpoint_and_bad_generate_inputs(cli_run, tmp_path):

@@ -265,7 +265,7 @@ def test_a_second_run_on_a_run_directory_in_use_is_refused_and_writes_nothing(ti
     holder = RunDirectory(run)
     holder.lock()  # as a first `mmgan run` holds it while it trains
     try:
-        with pytest.raises(CheckpointError, match=f"in use by another mmgan process \\(pid {os.getpid()}\\)"):
+        with pytest.raises(CheckpointError, match=f"in use by another mmgan process \\(pid {os.getpid()} on "):
             Trainer(tiny_config(run, steps=1), progress=False).fit()
         assert_one_line_error(cli_run("run", "--plugin", "image", *tiny_args(run, steps=1)), "in use", str(run))
         assert not (run / "metrics.jsonl").exists() and not (run / "config.toml").exists()

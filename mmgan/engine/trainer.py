@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -33,6 +34,8 @@ from mmgan.engine.ema import batchnorm_layers, ema_decay, recalibrate_batchnorm,
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, train_step
+from mmgan.engine.stop import Stopped, StopRequests, stop_requests
+from mmgan.files import writing
 from mmgan.plugins import get_adversarial_loss, get_modality, get_plugin_manager
 
 log = logging.getLogger("mmgan")
@@ -94,9 +97,11 @@ class Trainer:
         self._ema_ready_at = -1  # the step whose EMA weights the EMA's BatchNorm statistics describe
         self._bn_real: dict[str, torch.Tensor] = {}  # real samples a conditional modality recalibrates on
         self.selection = BestExports(self.pm, config)
-        if resume:
+        if resume and checkpoint.checkpoint_dirs(self.run_dir):
             self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed)
             self.selection.restore(meta.get("best", {}))
+        elif resume:  # stopped before its first checkpoint: start again with its own config
+            log.info("%s has no checkpoint yet: training it from step 0 with its config.toml", self.run_dir)
 
     # ---- the parts, by the names benchmarks and tests use ------------------------------------------
 
@@ -161,21 +166,24 @@ class Trainer:
         if acc.is_main_process:
             self.files.lock()  # one process per run directory; released when fit returns
         try:
-            return self._fit()
+            with stop_requests() as stop:
+                return self._fit(stop)
         finally:
             self.files.unlock()
 
-    def _fit(self) -> Path:
+    def _fit(self, stop: StopRequests) -> Path:
         t, acc = self.config.train, self.accelerator
         if acc.is_main_process:
+            # what a killed run left half-written goes first: on a full disk it is the space we need
+            self.files.remove_leftovers()
             self.files.write_config(self.config)
             self.files.truncate_metrics(after=self.step)
-            checkpoint.remove_staging(self.run_dir)
             log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
                      self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
         batches = self.batches()
+        # a bar on a terminal only: in a log file its redraws are thousands of lines (metrics.jsonl has it all)
         bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
-                   disable=not (self.progress and acc.is_main_process))
+                   disable=not (self.progress and acc.is_main_process and sys.stderr.isatty()))
         last_time, last_step = time.perf_counter(), self.step
         while self.step < t.steps:
             losses = self.train_step(batches)
@@ -194,6 +202,11 @@ class Trainer:
             evaluate = bool(t.eval_every) and (self.step % t.eval_every == 0 or self.step == t.steps)
             save = self.step % t.checkpoint_every == 0 or self.step == t.steps
             if sample or evaluate or save:
+                if self.step == t.steps:
+                    bar.close()
+                    if acc.is_main_process:  # the last writes can take a while (speech: many clips)
+                        log.info("step %d: writing the last %s", self.step, ", ".join(
+                            w for w, on in (("samples", sample), ("evaluation", evaluate), ("checkpoint", save)) if on))
                 self.prepare_ema()  # every rank: with SyncBatchNorm this is a collective
             if sample:
                 self.write_samples()
@@ -201,6 +214,13 @@ class Trainer:
                 self.evaluate()
             if save:
                 self.save_checkpoint()
+            signum = stop.agreed(acc)
+            if signum is not None:
+                bar.close()
+                if not save:
+                    self.prepare_ema()
+                    self.save_checkpoint()
+                raise Stopped(signum, self.step)
         bar.close()
         acc.wait_for_everyone()
         acc.end_training()
@@ -286,8 +306,9 @@ class Trainer:
             with self.accelerator.autocast():
                 fake = self.ema(name, g_input.to(self.accelerator.device))
             path = self.run_dir / "samples" / name / f"step_{self.step:06d}"
-            self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
-                                             config=self.config.modalities[name], real=real)
+            with writing(path):  # a plugin's writer that meets a full disk: one line naming the path
+                self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
+                                                 config=self.config.modalities[name], real=real)
 
     def evaluate(self) -> dict[str, float]:
         """The plugins' metrics of the EMA generators (rank 0), logged as ``<modality>/eval/<metric>``."""
