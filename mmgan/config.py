@@ -127,18 +127,32 @@ class RunConfig:
         return {name: dataclasses.asdict(self.section(name)) for name in self.section_names()}
 
 
-def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str, type] | None = None) -> RunConfig:
+def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str, type] | None = None,
+                   log_conflicts: bool = True) -> RunConfig:
     """Defaults for a run of these modalities (and the plugins' own sections), including the modalities'
     suggested training settings.
 
     Where modalities suggest different values, the longest ``steps`` wins and, for any other key, the
-    first modality named (``--plugin`` order); the conflict is logged.
+    first modality named (``--plugin`` order); the conflict is logged (``log_conflicts``; ``resolve``
+    logs it after the config file and flags, and only where they left the suggested value in place).
     """
     mods = list(modalities)
     config = RunConfig(modalities={m.name: m.config_class() for m in mods},
                        plugins={name: cls() for name, cls in (plugin_sections or {}).items()})
     config.run.modalities = [m.name for m in mods]
+    chosen, _ = suggested_train_values(mods)
+    for key, (value, _) in chosen.items():
+        set_value(config, f"train.{key}", value)
+    if log_conflicts:
+        log_suggestion_conflicts(config, mods)
+    return config
+
+
+def suggested_train_values(mods: Sequence[Modality]) -> tuple[dict[str, tuple[Any, str]], dict[str, str]]:
+    """The ``[train]`` values the modalities suggest (value, modality) and, per key where they differ,
+    a sentence on the conflict."""
     chosen: dict[str, tuple[Any, str]] = {}
+    conflicts: dict[str, str] = {}
     for modality in mods:
         for key, value in modality.train_defaults.items():
             if key not in chosen:
@@ -147,13 +161,20 @@ def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str,
             if value == chosen[key][0]:
                 continue
             keep = max(chosen[key], (value, modality.name)) if key == "steps" else chosen[key]
-            log.info("modalities suggest different train.%s (%s: %r, %s: %r); using %r%s", key, chosen[key][1],
-                     chosen[key][0], modality.name, value, keep[0],
-                     f" (per modality: --set {modality.name}.batch_size={value})" if key == "batch_size" else "")
+            hint = f" (per modality: --set {modality.name}.batch_size={value})" if key == "batch_size" else ""
+            conflicts[key] = (f"modalities suggest different train.{key} ({chosen[key][1]}: {chosen[key][0]!r}, "
+                              f"{modality.name}: {value!r}); using {keep[0]!r}{hint}")
             chosen[key] = keep
-    for key, (value, _) in chosen.items():
-        set_value(config, f"train.{key}", value)
-    return config
+    return chosen, conflicts
+
+
+def log_suggestion_conflicts(config: RunConfig, mods: Sequence[Modality]) -> None:
+    """Log the modalities' conflicting suggestions that decided a value of the final config (a value
+    the config file or a flag set says nothing: the message would contradict the saved config)."""
+    chosen, conflicts = suggested_train_values(mods)
+    for key, message in conflicts.items():
+        if getattr(config.train, key) == chosen[key][0]:
+            log.info("%s", message)
 
 
 def set_value(config: RunConfig, key: str, value: Any) -> None:
@@ -316,14 +337,20 @@ def resolve(
         from mmgan.plugins import plugin_config_sections
 
         plugin_sections = plugin_config_sections()
-    config = default_config((lookup(name) for name in names), plugin_sections)
+    mods = [lookup(name) for name in names]
+    config = default_config(mods, plugin_sections, log_conflicts=False)
     apply_mapping(config, file_data, origin)
+    given: dict[str, str] = {}
     for source in data:
         target, sep, path = source.partition("=")
-        if sep and target in config.modalities:
+        if not (sep and target in config.modalities) and len(names) == 1:
+            target, path = names[0], source
+        if target in given:
+            raise ConfigError(f"--data given twice for {target}: {given[target]!r} and {source!r}; "
+                              "a modality trains on one source (pack several into shards with mmgan data pack)")
+        if target in config.modalities:
+            given[target] = source
             config.modalities[target].data = path
-        elif len(names) == 1:
-            config.modalities[names[0]].data = source
         else:
             raise ConfigError(f"--data {source!r}: with several modalities write MODALITY=SOURCE "
                               f"(modalities: {', '.join(names)})")
@@ -342,4 +369,5 @@ def resolve(
     if Path(config.run.out).exists() and not Path(config.run.out).is_dir():
         raise ConfigError(f"run directory {config.run.out} exists and is not a directory")
     validate(config)
+    log_suggestion_conflicts(config, mods)
     return config
