@@ -19,12 +19,14 @@ the epoch and the (rank, worker) slot.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
 import logging
 import math
 import random
+import sys
 import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,7 +41,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from mmgan.errors import DataError
-from mmgan.files import atomic_path
+from mmgan.files import atomic_path, writing
 
 log = logging.getLogger("mmgan")
 
@@ -102,7 +104,9 @@ def pack(codec: ShardCodec, modality: str, source: str, out: Path, shard_size: i
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} already exists and is not an empty directory; choose a new output directory")
     stream = codec.pack(source, seed, limit)
-    out.mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     prefix = out.resolve().name or "shard"
     shards: list[dict[str, Any]] = []
     writer: wds.TarWriter | None = None
@@ -117,24 +121,37 @@ def pack(codec: ShardCodec, modality: str, source: str, out: Path, shard_size: i
             writer, partial = None, None
 
     total = 0
-    bar = tqdm(total=stream.count, desc=f"packing {source}", unit="sample", disable=not progress, dynamic_ncols=True)
+    # a bar on a terminal only: in a log file its redraws would be thousands of lines
+    bar = tqdm(total=stream.count, desc=f"packing {source}", unit="sample", dynamic_ncols=True,
+               disable=not (progress and sys.stderr.isatty()))
+    done = False
     try:
-        for sample in stream.samples:
-            if total % shard_size == 0:
-                close()
-                partial = out / f"{prefix}-{len(shards):06d}.tar.partial"
-                writer = wds.TarWriter(str(partial))
-                shards.append({"name": partial.with_suffix("").name, "count": 0})
-            writer.write({"__key__": f"{total:08d}", **sample})
+        for sample in stream.samples:  # reading the source: its errors are its own
+            with writing(out):  # writing the shards: a full disk is one line naming the directory
+                if total % shard_size == 0:
+                    close()
+                    partial = out / f"{prefix}-{len(shards):06d}.tar.partial"
+                    writer = wds.TarWriter(str(partial))
+                    shards.append({"name": partial.with_suffix("").name, "count": 0})
+                writer.write({"__key__": f"{total:08d}", **sample})
             shards[-1]["count"] += 1
             total += 1
             bar.update(1)
-        close()
+        with writing(out):
+            close()
+        done = True
     finally:
         bar.close()
-        if writer is not None:  # interrupted: leave no half-written shard behind
-            writer.close()
-            partial.unlink(missing_ok=True)
+        if not done:  # interrupted or failed (a full disk): leave nothing half-written behind
+            if writer is not None:
+                with contextlib.suppress(OSError):
+                    writer.close()
+                partial.unlink(missing_ok=True)
+            for shard in shards:
+                (out / shard["name"]).unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
     if total == 0:
         raise DataError(f"{source} gave no samples to pack")
     manifest = {"format": FORMAT, "version": VERSION, "modality": modality, "count": total,

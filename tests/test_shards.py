@@ -224,8 +224,13 @@ def test_pack_refuses_to_overwrite_and_leaves_no_partial_shard(image_shards, tmp
 
     with pytest.raises(OSError, match="disk full"):
         pack(Failing(32), "image", "builtin:shapes", tmp_path / "f", shard_size=5, limit=20, progress=False)
-    # the complete first shard stays, the half-written second is gone, and without a manifest no run uses it
-    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["f-000000.tar"]
+    # a failed pack leaves nothing: neither the complete first shard nor the half-written second, and the
+    # directory it created is gone (issue 12: partial files are removed on failure)
+    assert not (tmp_path / "f").exists()
+    (tmp_path / "g").mkdir()
+    with pytest.raises(OSError, match="disk full"):
+        pack(Failing(32), "image", "builtin:shapes", tmp_path / "g", shard_size=5, limit=20, progress=False)
+    assert (tmp_path / "g").is_dir() and not list((tmp_path / "g").iterdir())  # the user's directory stays
 
 
 def test_cli_packs_then_trains_and_resumes_from_shards(tmp_path, cli_run):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import timedelta
@@ -12,7 +13,7 @@ from typing import Any
 import pluggy
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import InitProcessGroupKwargs
 from torch.utils.data import DataLoader
 
@@ -39,13 +40,24 @@ def new_accelerator(train: TrainConfig, modalities: Sequence[Modality] = ()) -> 
     # rank 0 alone samples and evaluates while the others wait at the next collective: allow it an hour
     # (NCCL's default of 10 minutes would kill a run during a long periodic evaluation)
     handlers = [InitProcessGroupKwargs(timeout=timedelta(hours=1))]
-    # the device Accelerator will use (PartialState is the process-wide state it builds on)
-    device = PartialState(**handlers[0].to_kwargs()).device
-    precision, why = resolve_precision(train.mixed_precision, modalities, device)
+    precision, why = resolve_precision(train.mixed_precision, modalities, likely_device())
     acc = Accelerator(mixed_precision=precision, kwargs_handlers=handlers)
     if acc.is_main_process:
         log.info("training precision %s (%s)", acc.mixed_precision, why)
     return acc
+
+
+def likely_device() -> torch.device:
+    """The device Accelerate will pick for a single process (under ``accelerate launch`` the launcher's
+    precision decides anyway). Found without creating Accelerate's process state, which must be created
+    by the Accelerator itself, with the launcher's settings."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def build_generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:
