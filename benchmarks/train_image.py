@@ -2,6 +2,7 @@
 
     python benchmarks/train_image.py                          # fp32, sizes 64 and 32, 5 rounds
     python benchmarks/train_image.py --bf16 --channels-last --json runs/bench.json
+    python benchmarks/train_image.py --sizes 32 --batch 32 --compare-bf16   # + bare-bf16: the bf16/fp32 ratio
 
 One step = D update on real + detached fake, then G update through a frozen D, then the optimizer steps
 (and, for mmgan only, its EMA update), at batch 64 on the built-in shapes. Three contenders, timed in one
@@ -9,7 +10,10 @@ process and interleaved (round-robin blocks of --block steps, order rotated each
   mmgan        Trainer.train_step (Accelerate, plugin hooks, EMA)
   bare         stem -> LatentTrunk -> head and the DCGAN discriminator in a hand-written loop
   dcgan-paper  the bare loop without the trunk (stem -> head), the paper's generator
-mmgan / bare is the framework's overhead; bare / dcgan-paper is the trunk's cost.
+mmgan / bare is the framework's overhead; bare / dcgan-paper is the trunk's cost. With --compare-bf16 a
+fourth contender, bare-bf16 (the bare loop under bf16 autocast), gives the speed ratio of bf16 to fp32 in
+the same process (one process cannot hold two Accelerators of different precision, so the ratio is the
+bare loop's, over the networks mmgan trains).
 """
 
 from __future__ import annotations
@@ -56,8 +60,9 @@ class Generator(nn.Module):
         return self.head(tokens)
 
 
-def bare_step_fn(config, size: int, trunk: bool, args):
+def bare_step_fn(config, size: int, trunk: bool, args, bf16: bool | None = None):
     """A plain training loop in the style of pytorch/examples dcgan/main.py; returns one-step callable."""
+    bf16 = args.bf16 if bf16 is None else bf16
     torch.manual_seed(SEED)
     m, t = config.modalities["image"], config.train
     netG = Generator(m.nz, m.ngf, size, config.trunk, trunk, m.trunk_depth)
@@ -74,7 +79,7 @@ def bare_step_fn(config, size: int, trunk: bool, args):
     data = (batch for _ in itertools.count() for batch in dataloader)  # endless, epoch after epoch
 
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step() -> None:
         real = next(data)
@@ -116,6 +121,8 @@ def bench_size(size: int, out: str, args) -> dict[str, list[float]]:
         "bare": bare_step_fn(config, size, True, args),
         "dcgan-paper": bare_step_fn(config, size, False, args),
     }
+    if args.compare_bf16:
+        contenders["bare-bf16"] = bare_step_fn(config, size, True, args, bf16=True)
     torch.set_num_threads(args.threads)  # in case anything above changed it
     for step in contenders.values():
         for _ in range(args.warmup):
@@ -141,6 +148,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every contender")
     parser.add_argument("--channels-last", action="store_true", help="channels_last modules for every contender")
+    parser.add_argument("--compare-bf16", action="store_true", help="add bare-bf16: the bf16/fp32 speed ratio")
     parser.add_argument("--json", metavar="PATH", help="write the raw block timings here")
     args = parser.parse_args()
 
@@ -166,6 +174,10 @@ def main() -> None:
         # the trunk's share of the step: the time it adds over the paper's generator, over the whole step
         shares[size] = 1 - bare / statistics.median(rates["dcgan-paper"])
     print("\n" + "; ".join(f"trunk share of the step at {size}x{size}: {100 * v:.1f}%" for size, v in shares.items()))
+    if args.compare_bf16:
+        for size, seconds in results.items():
+            ratio = statistics.median(seconds["bare"]) / statistics.median(seconds["bare-bf16"])
+            print(f"bf16 / fp32 speed at {size}x{size}: {ratio:.2f}x")
 
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
