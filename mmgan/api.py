@@ -11,27 +11,57 @@ existed (``mmgan.modality``, ``mmgan.losses``, ``mmgan.errors``, ...) keep their
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mmgan import __version__
-from mmgan.data import check_int
 from mmgan.errors import CheckpointError, ConfigError, DataError, MetricError, MMGANError, PluginError
-from mmgan.evaluation import EvalContext, context_for_run, evaluate, evaluate_run
 from mmgan.files import atomic_path
 from mmgan.hookspecs import hookimpl, hookspec
-from mmgan.inference import load_generator, pick_modality, sample
 from mmgan.losses import AdversarialLoss, LossContext, logits_of, r1_penalty
-from mmgan.metrics import (
-    feature_statistics,
-    frechet_distance,
-    frechet_distance_from_statistics,
-    kernel_inception_distance,
-    precision_recall,
-    sliced_wasserstein,
-)
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.modality_plugin import ModalityPlugin
 from mmgan.plugins import get_modality, get_plugin_manager, metric_goals
-from mmgan.shards import PackStream, ShardCodec
 from mmgan.testing import load_plugin, plugin_registered, tiny_run
+
+# Names from modules that import torch or scipy are imported on first use (``__getattr__`` below): a
+# plugin imports this module when the CLI starts, and ``mmgan --help`` must not pay for torch.
+_ON_FIRST_USE = {
+    "mmgan.data": ("check_int",),
+    "mmgan.evaluation": ("EvalContext", "context_for_run", "evaluate", "evaluate_run"),
+    "mmgan.inference": ("load_generator", "pick_modality", "sample"),
+    "mmgan.metrics": ("feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
+                      "kernel_inception_distance", "precision_recall", "sliced_wasserstein"),
+    "mmgan.shards": ("PackStream", "ShardCodec"),
+}
+_MODULE_OF = {name: module for module, names in _ON_FIRST_USE.items() for name in names}
+
+if TYPE_CHECKING:
+    from mmgan.data import check_int
+    from mmgan.evaluation import EvalContext, context_for_run, evaluate, evaluate_run
+    from mmgan.inference import load_generator, pick_modality, sample
+    from mmgan.metrics import (
+        feature_statistics,
+        frechet_distance,
+        frechet_distance_from_statistics,
+        kernel_inception_distance,
+        precision_recall,
+        sliced_wasserstein,
+    )
+    from mmgan.shards import PackStream, ShardCodec
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})
+
 
 # 1: the first published contract. 2: mmgan_register_config, mmgan_register_metrics, LossContext.rng and
 # .settings, ModalityPlugin, <modality>.select_by and trunk_depth. 3: Modality.bf16 (train.mixed_precision=auto).

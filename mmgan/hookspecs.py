@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import pluggy
-import torch
-from torch import nn
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch only in annotations: importing the contract (every CLI start) must stay light
+    import torch
+    from torch import nn
+
     from mmgan.evaluation import EvalContext
     from mmgan.losses import AdversarialLoss, LossContext
     from mmgan.modality import Modality

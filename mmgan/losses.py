@@ -9,17 +9,22 @@ from __future__ import annotations
 import abc
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-import torch
-import torch.nn.functional as F
+
+# torch is imported inside the functions that compute: this module is core's loss plugin, registered
+# whenever the plugin manager is built (every CLI start, `mmgan --help` included)
+if TYPE_CHECKING:
+    import torch
 
 hookimpl = pluggy.HookimplMarker("mmgan")
 
 
 def logits_of(output: Any) -> list[torch.Tensor]:
     """The logits of a discriminator output, as a list with one tensor per scale."""
+    import torch
+
     output = getattr(output, "logits", output)
     if isinstance(output, torch.Tensor):
         return [output]
@@ -33,6 +38,8 @@ def logits_of(output: Any) -> list[torch.Tensor]:
 def r1_penalty(discriminator: Callable[[torch.Tensor], Any], real: torch.Tensor) -> torch.Tensor:
     """``E ||grad_x D(x)||^2`` over a batch of real samples (Mescheder et al. 2018's R1 without its
     ``gamma / 2``), with the graph kept so that it trains the discriminator; every scale's logits count."""
+    import torch
+
     real = real.detach().requires_grad_(True)
     score = sum(logits.float().sum() for logits in logits_of(discriminator(real)))
     (grad,) = torch.autograd.grad(score, real, create_graph=True)
@@ -68,10 +75,14 @@ class NonSaturatingLoss(AdversarialLoss):
     """Goodfellow et al. 2014: D maximises log D(x) + log(1 - D(G(z))); G maximises log D(G(z))."""
 
     def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         # softplus(-x) == -log(sigmoid(x)), stable for large |x|
         return F.softplus(-real).mean() + F.softplus(fake).mean()
 
     def _g(self, fake: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.softplus(-fake).mean()
 
 
@@ -79,6 +90,8 @@ class HingeLoss(AdversarialLoss):
     """Lim & Ye 2017, as in SAGAN and BigGAN."""
 
     def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
 
     def _g(self, fake: torch.Tensor) -> torch.Tensor:
@@ -139,6 +152,8 @@ class LossContext:
         ``device`` is where the generator lives (``torch.randn(..., generator=g, device=...)`` wants it
         on the tensor's device); the default is the real batch's device.
         """
+        import torch
+
         key = f"{self.seed}/{self.step}/{self.rank}/{self.modality}/{self.kind}/{name}".encode()
         seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & (2**63 - 1)
         device = torch.device(device) if device is not None else self.real.device

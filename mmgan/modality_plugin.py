@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pluggy
-import torch
-from torch import nn
 
 from mmgan.modality import Modality
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch only in annotations: a plugin's class is defined at import, every CLI start
+    import torch
+    from torch import nn
+
     from mmgan.evaluation import EvalContext
     from mmgan.losses import LossContext
     from mmgan.shards import ShardCodec

@@ -1,26 +1,29 @@
-"""The ``image`` modality: DCGAN through mmgan's hooks, registered as the ``image`` entry point."""
+"""The ``image`` modality: DCGAN through mmgan's hooks, registered as the ``image`` entry point.
+
+This module is imported whenever the CLI starts (``mmgan --help`` included), so it declares the modality
+and imports torch, the networks, the data and the metrics inside the methods that use them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
-from torch import nn
 
 from mmgan.errors import DataError
-from mmgan.evaluation import EvalContext
-from mmgan.losses import LossContext, r1_penalty
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.modality_plugin import ModalityPlugin, hookimpl
-from mmgan_image.datasets import open_image_source
-from mmgan_image.grid import save_grid
-from mmgan_image.metrics import image_metrics
-from mmgan_image.networks import DCGANDiscriminator, DCGANHead, DCGANStem
-from mmgan_image.shards import ImageCodec
-from mmgan_image.stabilisers import AugmentedDiscriminator, parse_augment, spectrally_normalised
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from mmgan.evaluation import EvalContext
+    from mmgan.losses import LossContext
+    from mmgan_image.shards import ImageCodec
 
 NAME = "image"
 
@@ -66,8 +69,17 @@ class ImageConfig(ModalityConfig):
         parse_augment(self.augment)
 
 
+def parse_augment(text: str) -> tuple[str, ...]:
+    """The augmentations named in ``text``, checked (``mmgan_image.stabilisers``, which imports torch)."""
+    from mmgan_image.stabilisers import parse_augment as parse
+
+    return parse(text)
+
+
 def noise(n: int, config: ImageConfig, generator: torch.Generator) -> torch.Tensor:
     """z ~ N(0, I) of shape (n, nz)."""
+    import torch
+
     return torch.randn(n, config.nz, generator=generator)
 
 
@@ -92,9 +104,14 @@ class ImagePlugin(ModalityPlugin):
                     "precision": "max", "recall": "max", "mode_coverage": "max"}
 
     def build_generator(self, config: ImageConfig, width: int) -> tuple[nn.Module, nn.Module]:
+        from mmgan_image.networks import DCGANHead, DCGANStem
+
         return DCGANStem(config.nz, width), DCGANHead(width, config.ngf, config.image_size)
 
     def build_discriminator(self, config: ImageConfig) -> nn.Module:
+        from mmgan_image.networks import DCGANDiscriminator
+        from mmgan_image.stabilisers import AugmentedDiscriminator, spectrally_normalised
+
         disc: nn.Module = DCGANDiscriminator(config.ndf, config.image_size)
         if config.spectral_norm:
             disc = spectrally_normalised(disc)
@@ -102,18 +119,26 @@ class ImagePlugin(ModalityPlugin):
         return AugmentedDiscriminator(disc, augments) if augments else disc
 
     def discriminator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor] | None:
+        from mmgan.losses import r1_penalty
+
         if not ctx.config.r1_gamma:
             return None
         return {"r1": ctx.config.r1_gamma / 2 * r1_penalty(ctx.discriminator, ctx.real)}
 
     def read_data(self, source: str, config: ImageConfig, seed: int) -> torch.utils.data.Dataset:
+        from mmgan_image.datasets import open_image_source
+
         return open_image_source(source, config.image_size, seed)
 
     def shard_codec(self, config: ImageConfig) -> ImageCodec:
+        from mmgan_image.shards import ImageCodec
+
         return ImageCodec(config.image_size)
 
     def write_samples(self, samples: torch.Tensor, path: Path, config: ImageConfig,
                       real: torch.Tensor | None) -> list[Path]:
+        from mmgan_image.grid import save_grid
+
         path = Path(path)
         try:
             return [save_grid(samples, path if path.suffix else path.with_suffix(".png"))]
@@ -121,6 +146,8 @@ class ImagePlugin(ModalityPlugin):
             raise DataError(str(exc)) from None
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        from mmgan_image.metrics import image_metrics
+
         return image_metrics(ctx)
 
     @hookimpl

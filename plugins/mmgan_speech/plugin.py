@@ -1,29 +1,57 @@
-"""The ``speech`` modality: a MelGAN vocoder (log-mel in, waveform out) through mmgan's hooks."""
+"""The ``speech`` modality: a MelGAN vocoder (log-mel in, waveform out) through mmgan's hooks.
+
+This module is imported whenever the CLI starts (``mmgan --help`` included), so it declares the modality
+and imports torch, the mel, the networks, the data and the metrics inside the functions that use them.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
-from torch import nn
 
 import mmgan
 from mmgan.errors import ConfigError
-from mmgan.evaluation import EvalContext
-from mmgan.losses import LossContext
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.modality_plugin import ModalityPlugin
-from mmgan_speech.datasets import open_speech_source
-from mmgan_speech.losses import STFT_RESOLUTIONS, mel_l1, multi_resolution_stft
-from mmgan_speech.mel import MelConfig, mel_spectrogram
-from mmgan_speech.networks import MelGANHead, MelStem, MultiScaleDiscriminator, feature_matching_loss
-from mmgan_speech.samples import write_speech_samples
-from mmgan_speech.shards import SpeechCodec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from mmgan.evaluation import EvalContext
+    from mmgan.losses import LossContext
+    from mmgan_speech.shards import SpeechCodec
+
+
+class _ImportedOnUse:
+    """``module.name``, imported when first read: ``MEL.hop_length`` or ``for ... in STFT_RESOLUTIONS``
+    work as on the value itself, ``.get()`` is the value. The mel and loss modules import torch, which
+    loading this module must not."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module, self._name = module, name
+
+    def get(self) -> Any:
+        return getattr(importlib.import_module(self._module), self._name)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # copy and pickle probe for these before __init__ ran
+            raise AttributeError(attr)
+        return getattr(self.get(), attr)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.get())
+
 
 NAME = "speech"
-MEL = MelConfig()
+# the one mel definition (``mmgan_speech.mel.MelConfig()``, as the losses use it)
+MEL = _ImportedOnUse("mmgan_speech.losses", "MEL")
+STFT_RESOLUTIONS = _ImportedOnUse("mmgan_speech.losses", "STFT_RESOLUTIONS")
 
 
 @dataclass
@@ -75,7 +103,9 @@ class SpeechConfig(ModalityConfig):
 
 def log_mel(real: torch.Tensor, config: SpeechConfig, generator: torch.Generator) -> torch.Tensor:
     """The generator's input: the log-mel (B, 80, frames) of the real waveforms (B, 1, T)."""
-    return mel_spectrogram(real.reshape(real.shape[0], -1).float(), MEL)
+    from mmgan_speech.mel import mel_spectrogram
+
+    return mel_spectrogram(real.reshape(real.shape[0], -1).float(), MEL.get())
 
 
 class SpeechPlugin(ModalityPlugin):
@@ -96,34 +126,47 @@ class SpeechPlugin(ModalityPlugin):
     metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
 
     def build_generator(self, config: SpeechConfig, width: int) -> tuple[nn.Module, nn.Module]:
+        from mmgan_speech.networks import MelGANHead, MelStem
+
         return MelStem(MEL.n_mels, width), MelGANHead(width, ngf=config.ngf)
 
     def build_discriminator(self, config: SpeechConfig) -> nn.Module:
+        from mmgan_speech.networks import MultiScaleDiscriminator
+
         try:
             return MultiScaleDiscriminator(ndf=config.ndf, max_channels=config.disc_channels)
         except ValueError as exc:  # channel counts that the grouped convolutions cannot split
             raise ConfigError(f"[speech] ndf={config.ndf}, disc_channels={config.disc_channels}: {exc}") from None
 
     def read_data(self, source: str, config: SpeechConfig, seed: int) -> torch.utils.data.Dataset:
+        from mmgan_speech.datasets import open_speech_source
+
         return open_speech_source(source, config.segment_length, MEL.sample_rate, seed, config.short_clips)
 
     def shard_codec(self, config: SpeechConfig) -> SpeechCodec:
+        from mmgan_speech.shards import SpeechCodec
+
         return SpeechCodec(config.segment_length, MEL.sample_rate, config.short_clips)
 
     def generator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor]:
+        from mmgan_speech.losses import mel_l1, multi_resolution_stft
+        from mmgan_speech.networks import feature_matching_loss
+
         cfg: SpeechConfig = ctx.config
         terms = {}
         if cfg.feature_matching_weight:
             terms["fm"] = cfg.feature_matching_weight * feature_matching_loss(ctx.d_real, ctx.d_fake)
         if cfg.mel_weight:
-            terms["mel"] = cfg.mel_weight * mel_l1(ctx.fake, ctx.real, MEL)
+            terms["mel"] = cfg.mel_weight * mel_l1(ctx.fake, ctx.real, MEL.get())
         if cfg.stft_weight:
             terms["stft"] = cfg.stft_weight * multi_resolution_stft(ctx.fake, ctx.real)
         return terms
 
     def write_samples(self, samples: torch.Tensor, path: Path, config: SpeechConfig,
                       real: torch.Tensor | None) -> list[Path]:
-        return write_speech_samples(samples, Path(path), real, config=MEL)
+        from mmgan_speech.samples import write_speech_samples
+
+        return write_speech_samples(samples, Path(path), real, config=MEL.get())
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         """Copy synthesis of ``ctx.num_samples`` held-out clips of ``ctx.data``: mel_l1, mrstft, mcd_db, and
@@ -138,7 +181,7 @@ class SpeechPlugin(ModalityPlugin):
             return vocode(step, mel)  # chunked as `mmgan vocode`: memory bounded on long clips
 
         seconds = float(ctx.options.get("speech_clip_seconds", HELD_OUT_SECONDS))
-        return evaluate_vocoder(vocoder, ctx.data, ctx.num_samples, ctx.seed, MEL, seconds)
+        return evaluate_vocoder(vocoder, ctx.data, ctx.num_samples, ctx.seed, MEL.get(), seconds)
 
     @mmgan.hookimpl
     def mmgan_register_commands(self, cli: click.Group) -> None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
-import torch
 
 import mmgan
 from mmgan.losses import LossContext, r1_penalty
 from mmgan_toy import __version__
+
+if TYPE_CHECKING:  # torch only in annotations: mmgan loads this module whenever its CLI starts
+    import torch
 
 
 @dataclass

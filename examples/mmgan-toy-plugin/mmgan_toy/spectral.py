@@ -8,18 +8,21 @@ Linear weight re-parametrised as W / sigma(W). Other modalities pass through unt
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
-
-from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from typing import TYPE_CHECKING, Any
 
 import mmgan
+
+if TYPE_CHECKING:  # torch is imported when a discriminator is built, not when mmgan loads this plugin
+    from torch import nn
 
 MODALITY = "image"
 
 
 def add_spectral_norm(module: nn.Module) -> nn.Module:
     """``module`` with spectral norm on the weight of each of its Conv2d and Linear layers, in place."""
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
     for layer in list(module.modules()):  # a list: parametrising adds submodules while we walk
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             spectral_norm(layer)
