@@ -97,6 +97,10 @@ class TrainConfig:
     eval_every: int = 0
     # samples per periodic evaluation, at most each modality's own (<modality>.eval_samples sets it)
     eval_samples: int = 1000
+    # experiment trackers through Accelerate, e.g. ["tensorboard"] (files in RUN/trackers/; on the command
+    # line --set train.log_with=tensorboard,wandb):
+    # losses, metrics, sample images and audio; each needs its package (pip install 'mmgan[tensorboard]')
+    log_with: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -231,6 +235,9 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"train.{name} must be in [0, 1), got {getattr(t, name)}")
     if t.mixed_precision not in ("auto", "", "no", "bf16", "fp16"):
         raise ConfigError(f"train.mixed_precision must be auto, no, bf16 or fp16, got {t.mixed_precision!r}")
+    from mmgan.tracking import check_trackers
+
+    check_trackers(t.log_with)
     if t.ema_rampup < 0:
         raise ConfigError(f"train.ema_rampup must be >= 0, got {t.ema_rampup}")
     if t.ema_bn_batches < 0:

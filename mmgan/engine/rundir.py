@@ -97,7 +97,8 @@ class RunDirectory:
         return self.path / "metrics.jsonl"
 
     # what a run writes in its directory (``--overwrite`` removes these and nothing else)
-    RUN_FILES = ("checkpoints", "samples", "export", "metrics.jsonl", "config.toml", "eval.json")
+    RUN_FILES = ("checkpoints", "samples", "export", "metrics.jsonl", "config.toml", "eval.json", "run.json",
+                 "trackers")
 
     def holds_run(self) -> bool:
         return self.metrics_path.exists() or (self.path / "checkpoints").is_dir()
@@ -112,8 +113,9 @@ class RunDirectory:
                                   f"{self.path}, start it over with --overwrite, or choose another --out")
 
     def overwrite(self) -> list[Path]:
-        """Remove the files of the run in this directory (checkpoints, samples, export, metrics, config,
-        eval.json), nothing else; refused while another process trains in it. Returns what was removed."""
+        """Remove the files of the run in this directory (``RUN_FILES``: checkpoints, samples, export,
+        metrics, config, eval.json, run.json, trackers), nothing else; refused while another process trains
+        in it. Returns what was removed."""
         self.lock()
         try:
             removed = []

@@ -36,7 +36,8 @@ from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, train_step
 from mmgan.engine.stop import Stopped, StopRequests, stop_requests
 from mmgan.files import writing
-from mmgan.plugins import get_adversarial_loss, get_modality, get_plugin_manager
+from mmgan.plugins import describe_plugins, get_adversarial_loss, get_modality, get_plugin_manager
+from mmgan.tracking import RunFacts, Trackers
 
 log = logging.getLogger("mmgan")
 
@@ -60,7 +61,7 @@ class Trainer:
         self.progress = progress
         t = config.train
         modalities = {name: get_modality(name, self.pm) for name in config.run.modalities}
-        self.accelerator = acc = new_accelerator(t, list(modalities.values()))
+        self.accelerator = acc = new_accelerator(t, list(modalities.values()), self.run_dir)
         set_seed(config.run.seed)
         # each modality's adversarial loss: its own [<modality>] loss, else train.loss
         adversarial = {name: get_adversarial_loss(config.modalities[name].loss or t.loss, self.pm)
@@ -97,6 +98,8 @@ class Trainer:
         self._ema_ready_at = -1  # the step whose EMA weights the EMA's BatchNorm statistics describe
         self._bn_real: dict[str, torch.Tensor] = {}  # real samples a conditional modality recalibrates on
         self.selection = BestExports(self.pm, config)
+        self.facts = RunFacts(self.run_dir)
+        self.trackers: Trackers | None = None  # started by fit(), on the run's first written step
         if resume and checkpoint.checkpoint_dirs(self.run_dir):
             self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed)
             self.selection.restore(meta.get("best", {}))
@@ -165,10 +168,23 @@ class Trainer:
             return self.run_dir
         if acc.is_main_process:
             self.files.lock()  # one process per run directory; released when fit returns
+        status = "failed"
         try:
             with stop_requests() as stop:
-                return self._fit(stop)
+                run_dir = self._fit(stop)
+            status = "finished"
+            return run_dir
+        except Stopped:
+            status = "stopped"
+            raise
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
+            if acc.is_main_process:
+                self.facts.end(status, self.step)
+            if self.trackers is not None:
+                self.trackers.close()
             self.files.unlock()
 
     def _fit(self, stop: StopRequests) -> Path:
@@ -178,8 +194,10 @@ class Trainer:
             self.files.remove_leftovers()
             self.files.write_config(self.config)
             self.files.truncate_metrics(after=self.step)
+            self.facts.start({i.name: i.version for i in describe_plugins(self.pm)}, acc, self.step, t.steps)
             log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
                      self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
+        self.trackers = Trackers(acc, t.log_with, self.run_dir.name, self.config.to_dict())
         batches = self.batches()
         # a bar on a terminal only: in a log file its redraws are thousands of lines (metrics.jsonl has it all)
         bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
@@ -197,6 +215,7 @@ class Trainer:
                 self._check_finite(record)
                 if acc.is_main_process:
                     self.files.append_metrics(record)
+                    self.trackers.log(record, self.step)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith("/adv")}, refresh=False)
             sample = self.step % t.sample_every == 0 or self.step == t.steps
             evaluate = bool(t.eval_every) and (self.step % t.eval_every == 0 or self.step == t.steps)
@@ -223,7 +242,8 @@ class Trainer:
                 raise Stopped(signum, self.step)
         bar.close()
         acc.wait_for_everyone()
-        acc.end_training()
+        acc.end_training()  # finishes the trackers; ends the process group
+        self.trackers = None
         return self.run_dir
 
     def train_step(self, batches: dict[str, Iterator[Any]]) -> dict[str, torch.Tensor]:
@@ -307,8 +327,10 @@ class Trainer:
                 fake = self.ema(name, g_input.to(self.accelerator.device))
             path = self.run_dir / "samples" / name / f"step_{self.step:06d}"
             with writing(path):  # a plugin's writer that meets a full disk: one line naming the path
-                self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
-                                                 config=self.config.modalities[name], real=real)
+                written = self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
+                                                           config=self.config.modalities[name], real=real)
+            if self.trackers is not None:
+                self.trackers.log_samples(name, [Path(p) for p in written or []], self.step)
 
     def evaluate(self) -> dict[str, float]:
         """The plugins' metrics of the EMA generators (rank 0), logged as ``<modality>/eval/<metric>``."""
@@ -332,6 +354,8 @@ class Trainer:
                 log.warning("step %d: %s evaluation skipped: %s", self.step, name, exc)
         if record:
             self.files.append_metrics({"step": self.step, **record})
+            if self.trackers is not None:
+                self.trackers.log(record, self.step)
         for name in self.selection.improved(self.step, record):
             self.export(name, best=True)
         return record

@@ -1,0 +1,173 @@
+"""Experiment trackers through Accelerate (``train.log_with``), and the run's facts (``run.json``).
+
+Losses and metrics go through Accelerate's own tracker API (``init_trackers``, ``log``); the sample
+files the plugins write go to each tracker as images (PNG/JPEG) and audio (WAV), through the tracker
+object where Accelerate has no call for it (audio). The tracker packages are optional extras.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import platform
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmgan.errors import ConfigError, MMGANError
+from mmgan.files import atomic_path
+
+log = logging.getLogger("mmgan")
+
+# Accelerate's tracker names -> the package each needs (and mmgan's extra, where it has one)
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+            "aim": "aim", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab", "trackio": "trackio"}
+EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb"}
+RUN_FACTS = "run.json"
+
+
+def check_trackers(names: Sequence[str]) -> None:
+    """Each of ``names`` a tracker Accelerate knows, with its package installed; else a one-line error."""
+    for name in names:
+        if name not in TRACKERS:
+            raise ConfigError(f"train.log_with: unknown tracker {name!r}; valid: {', '.join(TRACKERS)}")
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            how = f"pip install 'mmgan[{EXTRAS[name]}]'" if name in EXTRAS else f"pip install {TRACKERS[name]}"
+            raise ConfigError(f"train.log_with: the {name} tracker needs the {TRACKERS[name]} package: {how}")
+
+
+def flat_config(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``{"train.lr_g": 0.0002, ...}``: what trackers take as hyperparameters (lists as strings)."""
+    flat = {}
+    for section, values in sections.items():
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+class Trackers:
+    """The run's trackers (rank 0 only, as Accelerate logs): scalars, then sample images and audio."""
+
+    def __init__(self, accelerator: Any, names: Sequence[str], run_name: str, config: dict[str, dict[str, Any]]):
+        self.accelerator, self.names = accelerator, list(names)
+        if self.names:
+            accelerator.init_trackers("mmgan", config=flat_config(config),
+                                      init_kwargs={"wandb": {"name": run_name}})
+
+    def log(self, record: dict[str, float], step: int) -> None:
+        if self.names:
+            self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
+
+    def log_samples(self, modality: str, paths: Sequence[Path], step: int) -> None:
+        """The sample files a plugin wrote at ``step``: images and audio, a few of each."""
+        if not self.names or not self.accelerator.is_main_process:
+            return
+        images = [p for p in paths if p.suffix.lower() in (".png", ".jpg", ".jpeg")][:4]
+        clips = [p for p in paths if p.suffix.lower() == ".wav"][:4]
+        for name in self.names:
+            tracker = self.accelerator.get_tracker(name, unwrap=True)
+            # one tag per kind of file, over steps (a second file of a kind in one step: its own tag)
+            for i, path in enumerate(images):
+                self._image(name, tracker, f"{modality}/samples" + (f"/{i}" if i else ""), path, step)
+            for i, path in enumerate(clips):
+                self._audio(name, tracker, f"{modality}/audio" + (f"/{i}" if i else ""), path, step)
+
+    @staticmethod
+    def _image(name: str, tracker: Any, tag: str, path: Path, step: int) -> None:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            pixels = np.asarray(im.convert("RGB"))
+        if name == "tensorboard":
+            tracker.add_image(tag, pixels, global_step=step, dataformats="HWC")
+        elif name == "wandb":
+            import wandb
+
+            tracker.log({tag: wandb.Image(pixels)}, step=step)
+        else:
+            log.debug("%s: no image logging in mmgan for this tracker", name)
+
+    @staticmethod
+    def _audio(name: str, tracker: Any, tag: str, path: Path, step: int) -> None:
+        import scipy.io.wavfile
+
+        rate, samples = scipy.io.wavfile.read(path)
+        if samples.dtype.kind == "i":
+            samples = samples / float(np.iinfo(samples.dtype).max)
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)  # mono, as the plugins write it
+        if name == "tensorboard":
+            import torch
+
+            tracker.add_audio(tag, torch.from_numpy(samples)[None], global_step=step, sample_rate=rate)
+        elif name == "wandb":
+            import wandb
+
+            tracker.log({tag: wandb.Audio(samples, sample_rate=rate)}, step=step)
+        else:
+            log.debug("%s: no audio logging in mmgan for this tracker", name)
+
+    def close(self) -> None:
+        """Flush and close the trackers after a run that did not end normally (``end_training`` does it
+        otherwise, and also ends the process group, which a failing run must not do here)."""
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
+
+
+def _versions(plugins: dict[str, str]) -> dict[str, Any]:
+    import accelerate
+    import torch
+
+    from mmgan import __version__
+
+    return {"mmgan_version": __version__, "plugins": plugins, "torch": torch.__version__,
+            "accelerate": accelerate.__version__, "python": platform.python_version()}
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class RunFacts:
+    """``RUN/run.json``: what ran, where and when, written when a run (or a resumed session) starts and
+    updated when it ends, so a report need not guess. One entry per session in ``sessions``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / RUN_FACTS
+        self.facts: dict[str, Any] = {}
+
+    def start(self, plugins: dict[str, str], accelerator: Any, step: int, steps: int) -> None:
+        try:
+            old = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
+        except (OSError, ValueError):
+            old = {}
+        sessions = old.get("sessions", []) if isinstance(old, dict) else []
+        session = {"started": now(), "ended": None, "status": "training", "from_step": step, "to_step": steps,
+                   "processes": accelerator.num_processes, "device": str(accelerator.device),
+                   "precision": accelerator.mixed_precision, "host": socket.gethostname(),
+                   "command": " ".join(sys.argv)}
+        self.facts = {**_versions(plugins), "started": (sessions[0]["started"] if sessions else session["started"]),
+                      "ended": None, "status": "training", "step": step, "processes": session["processes"],
+                      "device": session["device"], "precision": session["precision"], "host": session["host"],
+                      "sessions": [*sessions, session]}
+        self._write()
+
+    def end(self, status: str, step: int) -> None:
+        if not self.facts:
+            return
+        ended = now()
+        self.facts.update(ended=ended, status=status, step=step)
+        self.facts["sessions"][-1].update(ended=ended, status=status, to_step=step)
+        try:
+            self._write()
+        except MMGANError as exc:  # the run's own error matters more than its facts
+            log.warning("%s", exc)
+
+    def _write(self) -> None:
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.facts, indent=2) + "\n", encoding="utf-8")
