@@ -27,6 +27,7 @@ from mmgan.config_values import (  # noqa: F401 - section_from_dict and read_tom
 )
 from mmgan.errors import CheckpointError, ConfigError
 from mmgan.modality import Modality, ModalityConfig
+from mmgan.schedule import check_schedule
 from mmgan.trunk import TrunkConfig
 
 log = logging.getLogger("mmgan")
@@ -269,6 +270,13 @@ def validate(config: RunConfig) -> None:
                 raise ConfigError(f"{name}.{key} must be >= 0 (0: train.{key}), got {getattr(section, key)}")
         if section.trunk_depth < -1:
             raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or >= 0, got {section.trunk_depth}")
+        try:
+            check_schedule(name, section)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if section.adversarial_start > config.train.steps:
+            log.warning("%s.adversarial_start=%d is past train.steps=%d: the whole run is the warm-up", name,
+                        section.adversarial_start, config.train.steps)
         validate_section(section, f"[{name}]")
     for name, section in config.plugins.items():
         validate_section(section, f"[{name}]")

@@ -115,13 +115,18 @@ class LossContext:
     ``fake`` carries gradients to G and the discriminator's parameters are frozen. ``d_real`` is the
     discriminator's output on ``real``, computed on first use in the generator step (with the freshly
     updated D, as feature matching wants). ``discriminator(x)`` runs this modality's D again.
+
+    ``adversarial`` is False before the modality's ``adversarial_start``: D is not active yet, only
+    the generator step runs, and a term that needs D should return nothing (touching ``d_fake``,
+    ``d_real`` or ``discriminator`` then raises ``DiscriminatorInactive``, and the engine skips that
+    plugin's terms for the step). Added in contract version 3.
     """
 
     def __init__(self, modality: str, config: Any, step: int, real: torch.Tensor, fake: torch.Tensor,
                  generator_input: torch.Tensor, d_fake: Any, discriminator: Callable[[torch.Tensor], Any],
                  d_real: Any = None, seed: int = 0, rank: int = 0, kind: str = "",
-                 plugin_configs: Mapping[str, Any] | None = None) -> None:
-        self.seed, self.rank, self.kind = seed, rank, kind
+                 plugin_configs: Mapping[str, Any] | None = None, adversarial: bool = True) -> None:
+        self.seed, self.rank, self.kind, self.adversarial = seed, rank, kind, adversarial
         self._plugin_configs = plugin_configs or {}
         self.modality = modality
         self.config = config
@@ -129,8 +134,8 @@ class LossContext:
         self.real = real
         self.fake = fake
         self.generator_input = generator_input
-        self.d_fake = d_fake
-        self.discriminator = discriminator
+        self._d_fake = d_fake
+        self._discriminator = discriminator
         self._d_real = d_real
 
     def settings(self, section: str) -> Any:
@@ -159,11 +164,30 @@ class LossContext:
         device = torch.device(device) if device is not None else self.real.device
         return torch.Generator(device=device).manual_seed(seed)
 
+    def _active(self, what: str) -> None:
+        if not self.adversarial:
+            raise DiscriminatorInactive(f"{self.modality}: {what} before {self.modality}.adversarial_start")
+
+    @property
+    def d_fake(self) -> Any:
+        self._active("d_fake")
+        return self._d_fake
+
+    @property
+    def discriminator(self) -> Callable[[torch.Tensor], Any]:
+        self._active("discriminator")
+        return self._discriminator
+
     @property
     def d_real(self) -> Any:
+        self._active("d_real")
         if self._d_real is None:
-            self._d_real = self.discriminator(self.real)
+            self._d_real = self._discriminator(self.real)
         return self._d_real
+
+
+class DiscriminatorInactive(Exception):  # noqa: N818 - a signal to the engine, not an error to report
+    """Raised by a ``LossContext`` when a loss term asks for D before the modality's adversarial start."""
 
 
 @hookimpl

@@ -37,6 +37,16 @@ class ModalityConfig:
     # how many of the shared trunk's blocks this modality's generator goes through: the first N, at most
     # trunk.depth (-1: all)
     trunk_depth: int = -1
+    # before this step the generator learns from its reconstruction loss terms alone and the modality's
+    # discriminator is neither updated nor (in a run of this modality alone) run: a warm-up (0: none)
+    adversarial_start: int = 0
+    # learning-rate schedule of this modality's generator and discriminator: constant, cosine or
+    # exponential (to lr_floor at train.steps), after a linear warm-up of lr_warmup steps
+    lr_schedule: str = "constant"
+    # steps of linear learning-rate warm-up from 0 (0: none)
+    lr_warmup: int = 0
+    # the schedule's last learning rate as a fraction of the first (cosine: >= 0; exponential: > 0)
+    lr_floor: float = 0.0
 
 
 @dataclass(frozen=True)

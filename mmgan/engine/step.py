@@ -7,7 +7,7 @@ every plugin's loss terms, summed over modalities into one backward.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
@@ -15,8 +15,9 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from mmgan.errors import PluginError
-from mmgan.losses import AdversarialLoss, LossContext
+from mmgan import schedule
+from mmgan.errors import ConfigError, PluginError
+from mmgan.losses import AdversarialLoss, DiscriminatorInactive, LossContext
 from mmgan.modality import Modality
 
 
@@ -37,6 +38,9 @@ class StepParts:
     noise: torch.Generator
     seed: int = 0
     plugin_configs: Mapping[str, Any] | None = None
+    steps: int = 0  # the run's train.steps: the horizon of the learning-rate schedules
+    schedules: bool = False  # whether any modality's learning rate follows a schedule
+    trunk_users: list[str] = field(default_factory=list)  # the modalities that go through the trunk
 
 
 def _loss_terms(results: list[dict[str, torch.Tensor] | None], modality: str, kind: str) -> dict[str, torch.Tensor]:
@@ -51,29 +55,59 @@ def _loss_terms(results: list[dict[str, torch.Tensor] | None], modality: str, ki
 
 def half_step_loss(parts: StepParts, kind: str, step: int, reals: dict[str, torch.Tensor],
                    fakes: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor],
-                   judge: Callable[[str], tuple[Any, Any]], losses: dict[str, torch.Tensor]) -> torch.Tensor:
+                   judge: Callable[[str], tuple[Any, Any]], losses: dict[str, torch.Tensor],
+                   names: list[str] | None = None) -> Any:
     """The summed loss of one half of the step: ``kind`` "d" (discriminator) or "g" (generator).
 
     ``judge(name)`` gives D's outputs ``(d_real, d_fake)`` for a modality (``d_real`` None in the G
     half: a loss term that wants it computes it with the updated D). Each term is logged in ``losses``
-    as ``<modality>/<kind>/<term>``.
+    as ``<modality>/<kind>/<term>``. ``names``: the modalities to include (default all). A modality
+    before its ``adversarial_start`` (G half only) has no adversarial term; its loss is its plugins'
+    reconstruction terms, each plugin's terms skipped where they need D (``DiscriminatorInactive``).
     """
     hook = parts.pm.hook.mmgan_discriminator_loss_terms if kind == "d" else parts.pm.hook.mmgan_generator_loss_terms
     who = "discriminator" if kind == "d" else "generator"
     d_plain = parts.D_module
     total: Any = 0.0
-    for name in parts.modalities:
-        d_real, d_fake = judge(name)
-        loss = parts.adversarial[name]
-        adv = loss.d_loss(d_real, d_fake) if kind == "d" else loss.g_loss(d_fake)
+    for name in parts.modalities if names is None else names:
+        active = adversarial(parts, name, step)
+        d_real, d_fake = judge(name) if active else (None, None)
         ctx = LossContext(name, parts.configs[name], step, reals[name], fakes[name], inputs[name], d_fake,
                           lambda x, name=name: d_plain(name, x), d_real=d_real, seed=parts.seed,
-                          rank=parts.accelerator.process_index, kind=kind, plugin_configs=parts.plugin_configs)
-        terms = _loss_terms(hook(ctx=ctx), name, who)
-        total = total + adv + sum(terms.values())
-        losses[f"{name}/{kind}/adv"] = adv.detach()
+                          rank=parts.accelerator.process_index, kind=kind, plugin_configs=parts.plugin_configs,
+                          adversarial=active)
+        if active:
+            loss = parts.adversarial[name]
+            adv = loss.d_loss(d_real, d_fake) if kind == "d" else loss.g_loss(d_fake)
+            terms = _loss_terms(hook(ctx=ctx), name, who)
+            total = total + adv
+            losses[f"{name}/{kind}/adv"] = adv.detach()
+        else:
+            terms = _loss_terms(_without_d(hook, ctx), name, who)
+            if not terms:
+                raise ConfigError(f"{name}.adversarial_start={parts.configs[name].adversarial_start}, but no plugin "
+                                  f"gives {name} a reconstruction loss term: its generator would learn nothing "
+                                  "before that step (set it to 0)")
+        total = total + sum(terms.values())
         losses.update({f"{name}/{kind}/{k}": v.detach() for k, v in terms.items()})
     return total
+
+
+def adversarial(parts: StepParts, name: str, step: int) -> bool:
+    """Whether modality ``name`` trains adversarially at ``step`` (0-based): past its warm-up."""
+    return step >= getattr(parts.configs[name], "adversarial_start", 0)
+
+
+def _without_d(hook: Any, ctx: LossContext) -> list[dict[str, torch.Tensor] | None]:
+    """Each plugin's answer to a loss-term hook, called one plugin at a time so that the terms of one
+    that needs D (before the adversarial start) are skipped without losing the others'."""
+    answers = []
+    for impl in reversed(hook.get_hookimpls()):  # pluggy calls the last registered first
+        try:
+            answers.append(impl.function(ctx=ctx))
+        except DiscriminatorInactive:
+            continue
+    return answers
 
 
 def _update(parts: StepParts, optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
@@ -88,21 +122,35 @@ def train_step(parts: StepParts, step: int, batches: dict[str, Iterator[Any]]) -
     G and D each run once through their (DDP-)wrapped module per step, on every modality at once, so
     every parameter takes part in each backward. Extra calls (loss-term hooks, the G step's D) use the
     unwrapped modules: their gradients still reach the same parameters and are reduced with the rest.
+    Before a modality's ``adversarial_start`` its D takes no part: when no modality is adversarial yet
+    the D update is skipped whole; in a multi-process run where another one is, that D runs with its
+    outputs weighted zero (DDP needs every parameter in the graph), so its weights do not move.
     """
     losses: dict[str, torch.Tensor] = {}
     reals, inputs = {}, {}
     for name, modality in parts.modalities.items():
         reals[name] = next(batches[name])
         inputs[name] = modality.make_input(reals[name], parts.configs[name], parts.noise).to(reals[name].device)
+    if parts.schedules:
+        schedule.apply(parts.opt_g, parts.configs, step, parts.steps, parts.trunk_users)
+        schedule.apply(parts.opt_d, parts.configs, step, parts.steps, parts.trunk_users)
     # each fake is generated once and reused in the G step
     fakes = parts.G(inputs)
     detached = {name: fake.detach() for name, fake in fakes.items()}
 
-    # discriminator step: real vs detached fakes
-    parts.D.requires_grad_(True)
-    outputs = parts.D({name: [reals[name], detached[name]] for name in parts.modalities})
-    d_total = half_step_loss(parts, "d", step, reals, detached, inputs, lambda name: tuple(outputs[name]), losses)
-    _update(parts, parts.opt_d, d_total)
+    # discriminator step: real vs detached fakes, for the modalities past their adversarial start
+    active = [name for name in parts.modalities if adversarial(parts, name, step)]
+    if active:
+        parts.D.requires_grad_(True)
+        ranked = parts.accelerator.num_processes > 1
+        judged = list(parts.modalities) if ranked else active
+        outputs = parts.D({name: [reals[name], detached[name]] for name in judged})
+        d_total = half_step_loss(parts, "d", step, reals, detached, inputs, lambda name: tuple(outputs[name]),
+                                 losses, names=active)
+        for name in judged:
+            if name not in active:
+                d_total = d_total + 0.0 * _sum_of(outputs[name])
+        _update(parts, parts.opt_d, d_total)
 
     # generator step: D frozen so no gradient reaches (or lingers in) its parameters, and called
     # unwrapped: under DDP a wrapped module whose parameters get no gradient stalls the reducer.
@@ -112,3 +160,13 @@ def train_step(parts: StepParts, step: int, batches: dict[str, Iterator[Any]]) -
     _update(parts, parts.opt_g, g_total)
     parts.D.requires_grad_(True)
     return losses
+
+
+def _sum_of(output: Any) -> Any:
+    """Every tensor of a discriminator output summed (nested lists and tuples of tensors)."""
+    if isinstance(output, torch.Tensor):
+        return output.float().sum()
+    if isinstance(output, (list, tuple)):
+        return sum((_sum_of(o) for o in output), 0.0)
+    logits = getattr(output, "logits", None)
+    return 0.0 if logits is None else _sum_of(logits)

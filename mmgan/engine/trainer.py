@@ -26,17 +26,18 @@ from mmgan.engine.build import (
     TrainingData,
     build_discriminators,
     build_generators,
-    generator_optimizer,
     load_trunk,
     new_accelerator,
 )
 from mmgan.engine.ema import batchnorm_layers, ema_decay, recalibrate_batchnorm, update_ema
+from mmgan.engine.optim import discriminator_optimizer, generator_optimizer
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, train_step
 from mmgan.engine.stop import Stopped, StopRequests, stop_requests
 from mmgan.files import writing
 from mmgan.plugins import describe_plugins, get_adversarial_loss, get_modality, get_plugin_manager
+from mmgan.schedule import scheduled
 from mmgan.tracking import RunFacts, Trackers
 
 log = logging.getLogger("mmgan")
@@ -80,7 +81,7 @@ class Trainer:
             discriminators = discriminators.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(generators).eval().requires_grad_(False)
         opt_g = generator_optimizer(generators, config)
-        opt_d = torch.optim.Adam(discriminators.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+        opt_d = discriminator_optimizer(discriminators, config)
 
         self.data = TrainingData(self.pm, config, acc)
         prepared = acc.prepare(generators, discriminators, opt_g, opt_d, *self.data.loaders)
@@ -92,7 +93,8 @@ class Trainer:
         self.parts = StepParts(accelerator=acc, pm=self.pm, modalities=modalities, configs=config.modalities,
                                adversarial=adversarial, G=G, D=D, D_module=acc.unwrap_model(D), opt_g=opt_g,
                                opt_d=opt_d, noise=noise, seed=config.run.seed,
-                               plugin_configs=config.plugins)
+                               plugin_configs=config.plugins, steps=t.steps, schedules=scheduled(config.modalities),
+                               trunk_users=[n for n in config.run.modalities if config.modalities[n].trunk_depth != 0])
         self.step = 0
         self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._ema_ready_at = -1  # the step whose EMA weights the EMA's BatchNorm statistics describe

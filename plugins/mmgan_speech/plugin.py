@@ -154,7 +154,7 @@ class SpeechPlugin(ModalityPlugin):
 
         cfg: SpeechConfig = ctx.config
         terms = {}
-        if cfg.feature_matching_weight:
+        if cfg.feature_matching_weight and ctx.adversarial:  # no D before speech.adversarial_start
             terms["fm"] = cfg.feature_matching_weight * feature_matching_loss(ctx.d_real, ctx.d_fake)
         if cfg.mel_weight:
             terms["mel"] = cfg.mel_weight * mel_l1(ctx.fake, ctx.real, MEL.get())

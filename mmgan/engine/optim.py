@@ -1,0 +1,66 @@
+"""The run's two Adam optimizers, with parameter groups where learning rates differ.
+
+Without learning-rate schedules the groups are what they always were (one for D; one for G, or two
+with ``trunk.lr_scale`` != 1), so the optimizer state of older checkpoints loads unchanged. With a
+schedule (``<modality>.lr_schedule`` or ``lr_warmup``) every modality's stem and head, its trunk FiLM
+and gates, and its discriminator get groups of their own, tagged for ``mmgan.schedule.apply``; changing
+that on resume changes the groups, and the checkpoint's optimizer state no longer fits (a one-line
+error).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mmgan.config import RunConfig
+from mmgan.schedule import GROUP_KEY, scheduled
+from mmgan.trunk import DiscriminatorSet, GeneratorSet
+
+
+def _adam(groups: list[dict], config: RunConfig, lr: float) -> torch.optim.Optimizer:
+    t = config.train
+    for group in groups:
+        group.setdefault("lr", lr)
+        group["base_lr"] = group["lr"]
+    return torch.optim.Adam(groups, lr=lr, betas=(t.beta1, t.beta2))
+
+
+def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam over the generators; the trunk in a group of its own when ``trunk.lr_scale`` is not 1, and a
+    group per modality when a modality's learning rate follows a schedule."""
+    t, scale = config.train, config.trunk.lr_scale
+    trunk = [p for name, p in generators.trunk.named_parameters()
+             if not name.startswith(("film.", "gate."))]
+    trunk_ids = {id(p) for p in trunk}
+    if not scheduled(config.modalities):
+        if scale == 1:
+            # one group, as runs before lr_scale existed: their optimizer state loads unchanged
+            return _adam([{"params": list(generators.parameters()), GROUP_KEY: "all"}], config, t.lr_g)
+        trunk_all = list(generators.trunk.parameters())
+        ids = {id(p) for p in trunk_all}
+        rest = [p for p in generators.parameters() if id(p) not in ids]
+        return _adam([{"params": rest, GROUP_KEY: "all"},
+                      {"params": trunk_all, "lr": t.lr_g * scale, GROUP_KEY: "trunk"}], config, t.lr_g)
+    groups = []
+    for name in config.run.modalities:
+        groups.append({"params": [*generators.stems[name].parameters(), *generators.heads[name].parameters()],
+                       GROUP_KEY: name})
+        # the modality's FiLM and gates in the trunk are its own: its schedule, at the trunk's rate
+        film = [generators.trunk.film[name], *([generators.trunk.gate[name]] if name in generators.trunk.gate
+                                               else [])]
+        groups.append({"params": film, "lr": t.lr_g * scale, GROUP_KEY: name})
+    groups.append({"params": trunk, "lr": t.lr_g * scale, GROUP_KEY: "trunk"})
+    seen = {id(p) for g in groups for p in g["params"]}
+    missing = [p for p in generators.parameters() if id(p) not in seen and id(p) not in trunk_ids]
+    if missing:  # nothing should be left: a guard against a module added to GeneratorSet later
+        groups.append({"params": missing, GROUP_KEY: "all"})
+    return _adam(groups, config, t.lr_g)
+
+
+def discriminator_optimizer(discriminators: DiscriminatorSet, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam over the discriminators: one group, or one per modality when learning rates are scheduled."""
+    t = config.train
+    if not scheduled(config.modalities):
+        return _adam([{"params": list(discriminators.parameters()), GROUP_KEY: "all"}], config, t.lr_d)
+    return _adam([{"params": list(discriminators.discriminators[name].parameters()), GROUP_KEY: name}
+                  for name in config.run.modalities], config, t.lr_d)
