@@ -11,7 +11,9 @@ import torch
 from mmgan.checkpoint import export_dir_of, exported_modalities, read_export
 from mmgan.config import legacy_modality_values, legacy_trunk_values, section_from_dict
 from mmgan.errors import CheckpointError
+from mmgan.modality import ModalityConfig
 from mmgan.plugins import get_modality, get_plugin_manager
+from mmgan.sizes import Part, build_on_meta, check_memory, footprint, size_settings
 from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
 
 
@@ -44,17 +46,43 @@ def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager 
     trunk_values = meta.get("trunk", {})
     if isinstance(trunk_values, dict):
         trunk_values = {**trunk_values, **legacy_trunk_values(trunk_values)}
-    trunk = LatentTrunk(section_from_dict(TrunkConfig, trunk_values, origin), [modality])
-    built = pm.hook.mmgan_build_generator(modality=modality, config=config, width=trunk.width)
-    if built is None:
-        raise CheckpointError(f"no installed plugin builds a {modality!r} generator for {origin}")
-    generator = GeneratorSet(trunk, {modality: built}, {modality: config.trunk_depth})
+    trunk_config = section_from_dict(TrunkConfig, trunk_values, origin)
+
+    def build() -> GeneratorSet:
+        trunk = LatentTrunk(trunk_config, [modality])
+        built = pm.hook.mmgan_build_generator(modality=modality, config=config, width=trunk.width)
+        if built is None:
+            raise CheckpointError(f"no installed plugin builds a {modality!r} generator for {origin}")
+        return GeneratorSet(trunk, {modality: built}, {modality: config.trunk_depth})
+
+    # the JSON's sizes, in range, may still not be the weights' or fit in memory: both are found on the
+    # meta device, before the real network is allocated
+    shapes = build_on_meta(build)
+    if shapes is not None:
+        _check_weights_fit(shapes, state, origin, modality)
+        parts = [Part("trunk", size_settings("trunk", trunk_config), footprint(shapes, ["trunk."]).inference),
+                 Part(modality, size_settings(modality, config, ModalityConfig),
+                      footprint(shapes, ["stems.", "heads."]).inference)]
+        check_memory(parts, torch.device("cpu"), f"the generator of {origin}", CheckpointError)
+    generator = build()
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"exported weights in {origin} do not fit the {modality!r} generator: "
                               f"{str(exc).splitlines()[0]}") from None
     return generator.eval().requires_grad_(False), config
+
+
+def _check_weights_fit(network: torch.nn.Module, state: dict[str, torch.Tensor], origin: str, modality: str) -> None:
+    """A CheckpointError where an exported tensor's shape is not the one ``network`` (built on the meta
+    device from the export's JSON) has, naming the first. Missing and unexpected keys are left to
+    ``load_state_dict``, whose hooks may rename them (weight norm's older keys)."""
+    expected = {key: tuple(value.shape) for key, value in network.state_dict().items()}
+    wrong = [f"{key} is {tuple(value.shape)}, the config makes it {expected[key]}"
+             for key, value in sorted(state.items()) if key in expected and tuple(value.shape) != expected[key]]
+    if wrong:
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise CheckpointError(f"exported weights in {origin} do not fit the {modality!r} generator: {wrong[0]}{more}")
 
 
 @torch.no_grad()

@@ -15,13 +15,13 @@ from torch import nn
 class TrunkConfig:
     """Size of the shared trunk. ``width`` is the token width every stem must emit."""
 
-    # token width: what every stem emits and every head takes (256: DCGAN-32's first layer)
+    # token width: what every stem emits and every head takes (256: DCGAN-32's first layer); 1 to 8192
     width: int = 256
-    # residual blocks in the trunk (a modality may go through fewer: <modality>.trunk_depth)
+    # residual blocks in the trunk (a modality may go through fewer: <modality>.trunk_depth); 0 to 1024
     depth: int = 2
-    # the depthwise convolution's kernel over T (odd)
+    # the depthwise convolution's kernel over T: odd, 1 to 1023
     kernel_size: int = 3
-    # the MLP's hidden width as a multiple of width
+    # the MLP's hidden width as a multiple of width; 1 to 64
     expansion: int = 2
     # the trunk's learning rate as a multiple of train.lr_g (1: one Adam group with the stems and heads)
     lr_scale: float = 1.0
@@ -32,6 +32,20 @@ class TrunkConfig:
 
     # the keys that shape the weights (what must agree for --init-trunk); lr_scale only trains them
     SHAPE_KEYS = ("width", "depth", "kernel_size", "expansion", "residual")
+    # the documented range of each size: generous, so that it only stops values no network could be
+    # built from (a width of 10 million); whether a size fits the machine is mmgan.sizes' question
+    RANGES = {"width": (1, 8192), "depth": (0, 1024), "kernel_size": (1, 1023), "expansion": (1, 64)}
+
+    def validate(self) -> None:
+        """A one-line ValueError naming the key, its value and its range, for any size outside its range."""
+        for name, (low, high) in self.RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"trunk.{name} must be between {low} and {high}, got {value}")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"trunk.kernel_size must be odd (to keep T), got {self.kernel_size}")
+        if self.residual not in ("plain", "bounded"):
+            raise ValueError(f"trunk.residual must be plain or bounded, got {self.residual!r}")
 
 
 class TrunkBlock(nn.Module):
@@ -71,11 +85,7 @@ class LatentTrunk(nn.Module):
 
     def __init__(self, config: TrunkConfig, modalities: Sequence[str]) -> None:
         super().__init__()
-        if config.width < 1 or config.depth < 0 or config.expansion < 1 or config.kernel_size % 2 == 0:
-            raise ValueError(f"invalid trunk config {config}: width >= 1, depth >= 0, expansion >= 1, "
-                             "odd kernel_size")
-        if config.residual not in ("plain", "bounded"):
-            raise ValueError(f"trunk residual must be plain or bounded, got {config.residual!r}")
+        config.validate()
         self.config = config
         bounded = config.residual == "bounded"
         self.blocks = nn.ModuleList(

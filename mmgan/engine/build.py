@@ -13,25 +13,28 @@ from typing import Any
 import pluggy
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
-from accelerate.utils import InitProcessGroupKwargs
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 from torch.utils.data import DataLoader
 
 from mmgan import checkpoint
 from mmgan.config import RunConfig, TrainConfig, legacy_trunk_values
 from mmgan.data import EpochSampler, endless_batches, open_training_data
-from mmgan.errors import CheckpointError, DataError, PluginError
-from mmgan.modality import Modality
+from mmgan.errors import CheckpointError, ConfigError, DataError, PluginError
+from mmgan.modality import Modality, ModalityConfig
 from mmgan.precision import resolve_precision
 from mmgan.shards import ShardStream
+from mmgan.sizes import Footprint, Part, build_on_meta, check_memory, footprint, size_settings
 from mmgan.trunk import DiscriminatorSet, GeneratorSet, LatentTrunk, TrunkConfig
 
 log = logging.getLogger("mmgan")
 
 
-def new_accelerator(train: TrainConfig, modalities: Sequence[Modality] = ()) -> Accelerator:
+def new_accelerator(train: TrainConfig, modalities: Sequence[Modality] = (),
+                    run_dir: Path | None = None) -> Accelerator:
     """The run's Accelerator, with its precision resolved from ``train.mixed_precision``
-    (``mmgan.precision``: ``auto`` picks bf16 where it is native and ``modalities`` allow it)."""
+    (``mmgan.precision``: ``auto`` picks bf16 where it is native and ``modalities`` allow it) and its
+    trackers (``train.log_with``) writing under ``run_dir/trackers``."""
     if AcceleratorState._shared_state:
         # Accelerate keeps one state per process and refuses a second Accelerator with another
         # precision; a process that runs several trainings (tests, notebooks, benchmarks) must reset
@@ -41,7 +44,9 @@ def new_accelerator(train: TrainConfig, modalities: Sequence[Modality] = ()) -> 
     # (NCCL's default of 10 minutes would kill a run during a long periodic evaluation)
     handlers = [InitProcessGroupKwargs(timeout=timedelta(hours=1))]
     precision, why = resolve_precision(train.mixed_precision, modalities, likely_device())
-    acc = Accelerator(mixed_precision=precision, kwargs_handlers=handlers)
+    project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers")) if run_dir else None
+    acc = Accelerator(mixed_precision=precision, kwargs_handlers=handlers, log_with=list(train.log_with) or None,
+                      project_config=project)
     if acc.is_main_process:
         log.info("training precision %s (%s)", acc.mixed_precision, why)
     return acc
@@ -61,7 +66,13 @@ def likely_device() -> torch.device:
 
 
 def build_generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:
-    """Stems and heads from the plugins around one shared trunk."""
+    """Stems and heads from the plugins around one shared trunk, once ``check_sizes`` has found the run's
+    sizes in range and its networks within the memory there is (the first thing a run allocates)."""
+    check_sizes(pm, config)
+    return _generators(pm, config)
+
+
+def _generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:
     trunk = LatentTrunk(config.trunk, config.run.modalities)
     parts = {}
     for name in config.run.modalities:
@@ -86,6 +97,49 @@ def build_discriminators(pm: pluggy.PluginManager, config: RunConfig) -> Discrim
             raise PluginError(f"no plugin builds a discriminator for modality {name!r}")
         discs[name] = disc
     return DiscriminatorSet(discs)
+
+
+def run_device() -> torch.device:
+    """Where this process trains: its Accelerator's device once the run has one, else the CPU (where
+    ``build_generators`` builds)."""
+    return PartialState().device if PartialState._shared_state else torch.device("cpu")
+
+
+def training_parts(pm: pluggy.PluginManager, config: RunConfig, on_host: bool = False) -> list[Part] | None:
+    """What training will hold of the trunk and of each modality's stem, head and discriminator: weights,
+    gradients and Adam's moments, and the EMA generator's weights (``mmgan.sizes``); with ``on_host``, the
+    weights of G, D and the EMA generator alone, as the host holds them before they move to an accelerator.
+    Counted on networks built on the meta device; None where they cannot be built there."""
+    built = build_on_meta(lambda: (_generators(pm, config), build_discriminators(pm, config)))
+    if built is None:
+        return None
+    generators, discriminators = built
+    pieces = [("trunk", size_settings("trunk", config.trunk), footprint(generators, ["trunk."]), Footprint())]
+    for name in config.run.modalities:
+        pieces.append((name, size_settings(name, config.modalities[name], ModalityConfig),
+                       footprint(generators, [f"stems.{name}.", f"heads.{name}."]),
+                       footprint(discriminators, [f"discriminators.{name}."])))
+    if on_host:
+        return [Part(name, keys, 2 * g.inference + d.inference) for name, keys, g, d in pieces]
+    return [Part(name, keys, g.training(ema=True) + d.training()) for name, keys, g, d in pieces]
+
+
+def check_sizes(pm: pluggy.PluginManager, config: RunConfig) -> None:
+    """A one-line ConfigError for a trunk size out of its range (``TrunkConfig.RANGES``; a modality's
+    sizes are checked by its config's ``validate``), or for networks that training could not hold in the
+    memory free on the run's device (and, for an accelerator, on the host that builds them first)."""
+    try:
+        config.trunk.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    device = run_device()
+    parts = training_parts(pm, config)
+    if parts is None:
+        return
+    check_memory(parts, device, "training (weights, gradients, Adam and the EMA generator)")
+    if device.type != "cpu":
+        check_memory(training_parts(pm, config, on_host=True) or [], torch.device("cpu"),
+                     "building the networks on the host")
 
 
 def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:

@@ -40,11 +40,11 @@ class ImageConfig(ModalityConfig):
     data: str = "builtin:shapes"
     # 32 or 64 pixels square (64 is the paper's network)
     image_size: int = 32
-    # the length of the noise vector z
+    # the length of the noise vector z; 1 to 16384
     nz: int = 100
-    # generator head channels: 4*ngf, 2*ngf, ngf before the RGB layer (64x64)
+    # generator head channels: 4*ngf, 2*ngf, ngf before the RGB layer (64x64); 1 to 4096
     ngf: int = 64
-    # discriminator channels: ndf, 2*ndf, ... doubling at each halving
+    # discriminator channels: ndf, 2*ndf, ... doubling at each halving; 1 to 4096
     ndf: int = 64
     # blocks of the shared trunk the image generator goes through: one (docs/benchmarks.md, issue 9)
     trunk_depth: int = 1
@@ -61,9 +61,10 @@ class ImageConfig(ModalityConfig):
     def validate(self) -> None:
         if self.image_size not in (32, 64):
             raise ValueError(f"image_size must be 32 or 64, got {self.image_size}")
-        for name in ("nz", "ngf", "ndf"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        # generous ranges that only stop sizes no network could be built from; mmgan.sizes checks the memory
+        for name, high in (("nz", 16384), ("ngf", 4096), ("ndf", 4096)):
+            if not 1 <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must be between 1 and {high}, got {getattr(self, name)}")
         if not self.r1_gamma >= 0:
             raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
         parse_augment(self.augment)

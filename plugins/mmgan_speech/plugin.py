@@ -66,13 +66,13 @@ class SpeechConfig(ModalityConfig):
     data: str = "builtin:speech"
     # MelGAN's hinge loss
     loss: str = "hinge"
-    # training segment in samples (a multiple of the hop, 256)
+    # training segment in samples: a multiple of the hop (256), 1024 to 1048576 (47 s)
     segment_length: int = 8192
-    # MelGAN head channels: ngf * 8, 4, 2, 1 after its four upsamplings
+    # MelGAN head channels: ngf * 8, 4, 2, 1 after its four upsamplings; 1 to 1024
     ngf: int = 32
-    # MelGAN discriminator channels of the first layer
+    # MelGAN discriminator channels of the first layer; 1 to 1024
     ndf: int = 16
-    # the most channels a discriminator layer has
+    # the most channels a discriminator layer has; 1 to 16384
     disc_channels: int = 1024
     # weight of the feature-matching L1 (mean over scales and layers)
     feature_matching_weight: float = 10.0
@@ -84,12 +84,13 @@ class SpeechConfig(ModalityConfig):
     short_clips: str = "pad"
 
     def validate(self) -> None:
-        if self.segment_length < 4 * MEL.hop_length or self.segment_length % MEL.hop_length:
-            raise ValueError(f"segment_length must be a multiple of {MEL.hop_length} and at least "
-                             f"{4 * MEL.hop_length}, got {self.segment_length}")
-        for name in ("ngf", "ndf", "disc_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 4 * MEL.hop_length <= self.segment_length <= 2**20 or self.segment_length % MEL.hop_length:
+            raise ValueError(f"segment_length must be a multiple of {MEL.hop_length} between "
+                             f"{4 * MEL.hop_length} and {2**20}, got {self.segment_length}")
+        # generous ranges that only stop sizes no network could be built from; mmgan.sizes checks the memory
+        for name, high in (("ngf", 1024), ("ndf", 1024), ("disc_channels", 16384)):
+            if not 1 <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must be between 1 and {high}, got {getattr(self, name)}")
         for name in ("feature_matching_weight", "mel_weight", "stft_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
