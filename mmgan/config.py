@@ -251,13 +251,12 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"train.eval_every must be >= 0 and train.eval_samples positive, got {t.eval_every} "
                           f"and {t.eval_samples}")
     tr = config.trunk
-    if tr.residual not in ("plain", "bounded"):
-        raise ConfigError(f"trunk.residual must be plain or bounded, got {tr.residual!r}")
     if not (tr.lr_scale >= 0 and math.isfinite(tr.lr_scale)):
         raise ConfigError(f"trunk.lr_scale must be a number >= 0, got {tr.lr_scale}")
-    if tr.width < 1 or tr.depth < 0 or tr.expansion < 1 or tr.kernel_size < 1 or tr.kernel_size % 2 == 0:
-        raise ConfigError(f"trunk: width >= 1, depth >= 0, expansion >= 1 and an odd kernel_size are required, "
-                          f"got {tr}")
+    try:  # the sizes' documented ranges, the residual kind: before anything is built or written
+        tr.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if config.run.init_trunk_export not in ("best", "last"):
         raise ConfigError(f"run.init_trunk_export must be best or last, got {config.run.init_trunk_export!r}")
     if not 0 <= config.run.seed < 2**32:
