@@ -169,19 +169,6 @@ def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
     log.info("trunk initialised from %s (modalities %s)", run_dir, ", ".join(found))
 
 
-def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam over the generators; the trunk in a group of its own when ``trunk.lr_scale`` is not 1."""
-    t, scale = config.train, config.trunk.lr_scale
-    if scale == 1:
-        # one group, as runs before lr_scale existed: their optimizer state loads unchanged
-        return torch.optim.Adam(generators.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
-    trunk = list(generators.trunk.parameters())
-    ids = {id(p) for p in trunk}
-    rest = [p for p in generators.parameters() if id(p) not in ids]
-    return torch.optim.Adam([{"params": rest}, {"params": trunk, "lr": t.lr_g * scale}], lr=t.lr_g,
-                            betas=(t.beta1, t.beta2))
-
-
 class TrainingData:
     """Each modality's real data for this process: a dataset, and a loader over it.
 
