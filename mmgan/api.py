@@ -15,10 +15,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mmgan import __version__
-from mmgan.errors import CheckpointError, ConfigError, DataError, MetricError, MMGANError, PluginError
-from mmgan.files import atomic_path
+from mmgan.errors import CheckpointError, ConfigError, DataError, MetricError, MMGANError, PluginError, StorageError
+from mmgan.files import atomic_path, writing
 from mmgan.hookspecs import hookimpl, hookspec
-from mmgan.losses import AdversarialLoss, LossContext, logits_of, r1_penalty
+from mmgan.losses import AdversarialLoss, DiscriminatorInactive, LossContext, logits_of, r1_penalty
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.modality_plugin import ModalityPlugin
 from mmgan.plugins import get_modality, get_plugin_manager, metric_goals
@@ -64,15 +64,17 @@ def __dir__() -> list[str]:
 
 
 # 1: the first published contract. 2: mmgan_register_config, mmgan_register_metrics, LossContext.rng and
-# .settings, ModalityPlugin, <modality>.select_by and trunk_depth. 3: Modality.bf16 (train.mixed_precision=auto).
+# .settings, ModalityPlugin, <modality>.select_by and trunk_depth. 3: Modality.bf16 (train.mixed_precision=auto),
+# LossContext.adversarial and DiscriminatorInactive (<modality>.adversarial_start), StorageError and writing.
 CONTRACT_VERSION = 3
 
 __all__ = [
-    "CONTRACT_VERSION", "AdversarialLoss", "CheckpointError", "ConfigError", "DataError", "EvalContext",
+    "CONTRACT_VERSION", "AdversarialLoss", "CheckpointError", "ConfigError", "DataError", "DiscriminatorInactive",
+    "EvalContext",
     "LossContext", "MMGANError", "MetricError", "Modality", "ModalityConfig", "ModalityPlugin", "PackStream",
     "PluginError", "ShardCodec", "__version__", "atomic_path", "check_int", "context_for_run", "evaluate",
     "evaluate_run", "feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
     "get_modality", "get_plugin_manager", "hookimpl", "hookspec", "kernel_inception_distance", "load_generator",
     "load_plugin", "logits_of", "metric_goals", "pick_modality", "plugin_registered", "precision_recall", "r1_penalty",
-    "sample", "sliced_wasserstein", "tiny_run",
+    "sample", "sliced_wasserstein", "StorageError", "tiny_run", "writing",
 ]
