@@ -243,6 +243,19 @@ def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, see
         raise click.ClickException(f"{exc}; the report is printed above as JSON") from None
 
 
+@cli.command()
+@click.argument("runs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Report directory [default: RUN/report; needed with several runs].")
+def report(runs: tuple[Path, ...], out: Path | None) -> None:
+    """Write a static HTML report of RUN (config, facts, curves, metrics, samples) that opens from disk;
+    with several runs, side by side, their config differences first (docs/report.md)."""
+    from mmgan.report import write_report
+
+    index = write_report(runs, out)
+    click.echo(f"wrote {index} (open it in a browser: {index.resolve().as_uri()})")
+
+
 @cli.command(name="check-plugin")
 @click.argument("modality")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value.")

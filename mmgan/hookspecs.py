@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 import pluggy
 
+from mmgan.report.section import ReportContext, ReportSection  # light (no torch): the report hook's types
+
 if TYPE_CHECKING:  # torch only in annotations: importing the contract (every CLI start) must stay light
     import torch
     from torch import nn
@@ -160,6 +162,19 @@ def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
     Call ``register(modality, metric, goal)`` for each metric your ``mmgan_evaluate`` returns, with
     ``goal`` "min" (lower is better: distances) or "max" (higher is better: recall, coverage). Metrics
     nobody registers cannot be used to select the best checkpoint. Added in contract version 2.
+    """
+
+
+@hookspec
+def mmgan_report_section(ctx: ReportContext) -> ReportSection | None:
+    """Called by ``mmgan report``, once per modality of each run reported. Return a
+    :class:`mmgan.report.section.ReportSection` showing that modality's samples, or None.
+
+    ``ctx`` names the modality and holds its config, the run directory, the sample steps, the best step
+    and a directory for files you write (``ctx.file(name)``); ``ctx.real_samples(n)`` reads the real
+    samples the run showed. The section lists pictures and sounds (the run's own files or ones you
+    wrote), which core's template lays out: keep it to a few per step. Every answer is shown.
+    Added in contract version 3.
     """
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # torch only in annotations: a plugin's class is defined at i
 
     from mmgan.evaluation import EvalContext
     from mmgan.losses import LossContext
+    from mmgan.report.section import ReportContext, ReportSection
     from mmgan.shards import ShardCodec
 
 hookimpl = pluggy.HookimplMarker("mmgan")
@@ -88,6 +89,10 @@ class ModalityPlugin:
         """Metrics of this modality's generator: see ``mmgan_evaluate``."""
         return None
 
+    def report_section(self, ctx: ReportContext) -> ReportSection | None:
+        """This modality's samples in ``mmgan report``: see ``mmgan_report_section``."""
+        return None
+
     # ---- the hooks, answered for this modality only -----------------------------------------------
 
     @hookimpl
@@ -106,7 +111,7 @@ class ModalityPlugin:
 
 
 _METHOD_HOOKS = ("build_generator", "build_discriminator", "read_data", "shard_codec", "write_samples",
-                 "generator_loss_terms", "discriminator_loss_terms", "evaluate")
+                 "generator_loss_terms", "discriminator_loss_terms", "evaluate", "report_section")
 
 
 def _hook_calling(method: str) -> Callable[..., Any]:
@@ -130,6 +135,9 @@ def _hook_calling(method: str) -> Callable[..., Any]:
     elif method == "evaluate":
         def hook(self, ctx):  # noqa: ANN001, ANN202
             return self.evaluate(ctx) if ctx.modality.name == self.name else None
+    elif method == "report_section":  # ctx.modality is the modality's name
+        def hook(self, ctx):  # noqa: ANN001, ANN202
+            return self.report_section(ctx) if ctx.modality == self.name else None
     else:  # the loss terms: ctx.modality is the modality's name
         def hook(self, ctx):  # noqa: ANN001, ANN202
             return getattr(self, method)(ctx) if ctx.modality == self.name else None

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from mmgan.evaluation import EvalContext
     from mmgan.losses import LossContext
+    from mmgan.report.section import ReportContext, ReportSection
     from mmgan_image.shards import ImageCodec
 
 NAME = "image"
@@ -150,6 +151,11 @@ class ImagePlugin(ModalityPlugin):
         from mmgan_image.metrics import image_metrics
 
         return image_metrics(ctx)
+
+    def report_section(self, ctx: ReportContext) -> ReportSection | None:
+        from mmgan_image.report import image_report_section
+
+        return image_report_section(ctx)
 
     @hookimpl
     def mmgan_command_options(self, command: str, add: Callable[[click.Option], None]) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from mmgan.evaluation import EvalContext
     from mmgan.losses import LossContext
+    from mmgan.report.section import ReportContext, ReportSection
     from mmgan_speech.shards import SpeechCodec
 
 
@@ -183,6 +184,12 @@ class SpeechPlugin(ModalityPlugin):
 
         seconds = float(ctx.options.get("speech_clip_seconds", HELD_OUT_SECONDS))
         return evaluate_vocoder(vocoder, ctx.data, ctx.num_samples, ctx.seed, MEL.get(), seconds)
+
+    def report_section(self, ctx: ReportContext) -> ReportSection | None:
+        """Real and generated clips of each sample step, with their log-mels (``mmgan_speech.report``)."""
+        from mmgan_speech.report import speech_report_section
+
+        return speech_report_section(ctx)
 
     @mmgan.hookimpl
     def mmgan_register_commands(self, cli: click.Group) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from mmgan.report.section import ReportContext, ReportSection
     from mmgan_toy.ring_data import RingDataset
 
 NAME = "ring2d"
@@ -145,6 +146,16 @@ class RingPlugin(ModalityPlugin):
         path = Path(path)
         extent = 1.5 * config.radius
         return [save_scatter(samples, path if path.suffix else path.with_suffix(".png"), extent, real)]
+
+    def report_section(self, ctx: ReportContext) -> ReportSection | None:
+        """``mmgan report``: the scatter plot of every sample step on a slider, the best and last first."""
+        from mmgan.report.section import ReportSection
+
+        plots = ctx.sample_files(".png")
+        if not plots:
+            return None
+        return ReportSection.picture_per_step("ring2d: generated points (blue) over real ones (grey)", plots,
+                                              ctx.best_step, text="A collapsed generator covers only some modes.")
 
 
 # the object the ``ring2d`` entry point names (``mmgan_toy.ring:plugin``)
