@@ -22,6 +22,7 @@ from mmgan.losses import AdversarialLoss, DiscriminatorInactive, LossContext, lo
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.modality_plugin import ModalityPlugin
 from mmgan.plugins import get_modality, get_plugin_manager, metric_goals
+from mmgan.report.section import ReportContext, ReportGroup, ReportItem, ReportSection
 from mmgan.testing import load_plugin, plugin_registered, tiny_run
 
 # Names from modules that import torch or scipy are imported on first use (``__getattr__`` below): a
@@ -65,16 +66,17 @@ def __dir__() -> list[str]:
 
 # 1: the first published contract. 2: mmgan_register_config, mmgan_register_metrics, LossContext.rng and
 # .settings, ModalityPlugin, <modality>.select_by and trunk_depth. 3: Modality.bf16 (train.mixed_precision=auto),
-# LossContext.adversarial and DiscriminatorInactive (<modality>.adversarial_start), StorageError and writing.
+# LossContext.adversarial and DiscriminatorInactive (<modality>.adversarial_start), StorageError and writing,
+# mmgan_report_section with ReportContext, ReportSection, ReportGroup and ReportItem.
 CONTRACT_VERSION = 3
 
 __all__ = [
-    "CONTRACT_VERSION", "AdversarialLoss", "CheckpointError", "ConfigError", "DataError", "DiscriminatorInactive",
-    "EvalContext",
-    "LossContext", "MMGANError", "MetricError", "Modality", "ModalityConfig", "ModalityPlugin", "PackStream",
-    "PluginError", "ShardCodec", "__version__", "atomic_path", "check_int", "context_for_run", "evaluate",
-    "evaluate_run", "feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
-    "get_modality", "get_plugin_manager", "hookimpl", "hookspec", "kernel_inception_distance", "load_generator",
-    "load_plugin", "logits_of", "metric_goals", "pick_modality", "plugin_registered", "precision_recall", "r1_penalty",
-    "sample", "sliced_wasserstein", "StorageError", "tiny_run", "writing",
+    "CONTRACT_VERSION", "__version__", "AdversarialLoss", "atomic_path", "check_int", "CheckpointError",
+    "ConfigError", "context_for_run", "DataError", "DiscriminatorInactive", "EvalContext", "evaluate",
+    "evaluate_run", "feature_statistics", "frechet_distance", "frechet_distance_from_statistics", "get_modality",
+    "get_plugin_manager", "hookimpl", "hookspec", "kernel_inception_distance", "load_generator", "load_plugin",
+    "logits_of", "LossContext", "metric_goals", "MetricError", "MMGANError", "Modality", "ModalityConfig",
+    "ModalityPlugin", "PackStream", "pick_modality", "plugin_registered", "PluginError", "precision_recall",
+    "r1_penalty", "ReportContext", "ReportGroup", "ReportItem", "ReportSection", "sample", "ShardCodec",
+    "sliced_wasserstein", "StorageError", "tiny_run", "writing",
 ]
