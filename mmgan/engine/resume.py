@@ -122,7 +122,14 @@ def load_checkpoint(accelerator: Accelerator, run_dir: Path, ema: nn.Module, noi
         # every rank saved its own RNGs in Accelerate's files, and its noise RNG as one row here
         restore_noise(accelerator, noise, tensors["noise_rng"], seed, step)
     except Exception as exc:  # whatever a damaged file raises (safetensors, unpickling, shapes), one line
-        first = (str(exc).splitlines() or [""])[0]
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+        first = lines[0]
+        if first.startswith("Error(s) in loading state_dict"):
+            # torch lists one mismatch a line under a heading that says nothing: name the first one
+            first = f"{first} {lines[1][:300] if len(lines) > 1 else ''}".strip()
+            if len(lines) > 2:
+                first += f" (and {len(lines) - 2} more)"
+            first += "; were network sizes changed (--set) since the checkpoint was written?"
         raise CheckpointError(f"checkpoint {directory} cannot be loaded: {type(exc).__name__}: {first}") from None
     log.info("resumed %s from step %d", run_dir, step)
     return step, meta

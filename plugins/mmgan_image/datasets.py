@@ -228,9 +228,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
         self.files: list[Path] = []
         self.skipped: list[tuple[Path, str]] = []
+        small: list[tuple[Path, tuple[int, int]]] = []  # short side below size: upscaled, so blurry
         for path in candidates:
             try:
                 with Image.open(path) as im:
+                    dimensions = im.size
                     im.verify()
             # PIL reports bad files through many exception types (OSError, SyntaxError, struct.error,
             # DecompressionBombError, ...); any of them means "not usable", never a bug here
@@ -238,6 +240,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 self.skipped.append((path, _failure(exc)))
             else:
                 self.files.append(path)
+                if min(dimensions) < self.size:
+                    small.append((path, dimensions))
 
         if self.skipped:
             first, reason = self.skipped[0]
@@ -253,6 +257,18 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 len(candidates),
                 self.root,
                 detail,
+            )
+        if small:
+            path, (w, h) = min(small, key=lambda item: min(item[1]))
+            log.warning(
+                "%d of %d images in %s have a side shorter than %d px and are upscaled (smallest: %s, %dx%d)",
+                len(small),
+                len(self.files),
+                self.root,
+                self.size,
+                path.relative_to(self.root).as_posix(),
+                w,
+                h,
             )
         # indices whose decode failed after passing the header check; kept per process (per worker)
         self._broken: set[int] = set()

@@ -33,13 +33,29 @@ def read_mel_input(path: Path) -> torch.Tensor:
         if mel.ndim != 2 or mel.shape[0] != MEL.n_mels or not np.issubdtype(mel.dtype, np.floating):
             raise DataError(f"{path}: expected a float array of shape ({MEL.n_mels}, frames), "
                             f"got {mel.dtype} {mel.shape}")
-        if mel.shape[1] < 1 or not np.isfinite(mel).all():
-            raise DataError(f"{path}: the mel must have at least one frame and only finite values")
+        if mel.shape[1] < 1:
+            raise DataError(f"{path}: the mel has no frames (shape {mel.shape})")
+        check_mel_values(path, float(mel.min()), float(mel.max()))
         return MappedMel(mel)
     wave = torch.from_numpy(read_wav(path, MEL.sample_rate))
     if wave.shape[-1] <= MEL.padding + MEL.hop_length:
         raise DataError(f"{path}: too short to vocode ({wave.shape[-1]} samples at {MEL.sample_rate} Hz)")
     return mel_spectrogram_long(wave, MEL)
+
+
+# Natural-log mel magnitudes: silence is log(1e-5) = -11.5, full-scale speech stays below about 5. The
+# bound is far outside that, only to refuse values the generator turns into NaN (1e30 did) or noise.
+MEL_VALUE_LIMIT = 100.0
+
+
+def check_mel_values(path: Path, low: float, high: float) -> None:
+    """A one-line error naming the file and its value range unless every value is finite and within the limit."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise DataError(f"{path}: the mel holds NaN or infinite values")
+    if low < -MEL_VALUE_LIMIT or high > MEL_VALUE_LIMIT:
+        raise DataError(f"{path}: log-mel values must lie in [-{MEL_VALUE_LIMIT:g}, {MEL_VALUE_LIMIT:g}] (natural "
+                        f"log of mel magnitudes: silence is -11.5, speech below about 5), got {low:.3g} to "
+                        f"{high:.3g}; is it in another scale?")
 
 
 class MappedMel:
