@@ -3,6 +3,7 @@
     python benchmarks/train_image.py                          # fp32, sizes 64 and 32, 5 rounds
     python benchmarks/train_image.py --bf16 --channels-last --json runs/bench.json
     python benchmarks/train_image.py --sizes 32 --batch 32 --compare-bf16   # + bare-bf16: the bf16/fp32 ratio
+    python benchmarks/train_image.py --device cuda --compare-bf16           # on a GPU (benchmarks/gpu.sh)
 
 One step = D update on real + detached fake, then G update through a frozen D, then the optimizer steps
 (and, for mmgan only, its EMA update), at batch 64 on the built-in shapes. Three contenders, timed in one
@@ -67,6 +68,7 @@ def bare_step_fn(config, size: int, trunk: bool, args, bf16: bool | None = None)
     m, t = config.modalities["image"], config.train
     netG = Generator(m.nz, m.ngf, size, config.trunk, trunk, m.trunk_depth)
     netD = DCGANDiscriminator(m.ndf, size)
+    netG, netD = netG.to(args.device), netD.to(args.device)
     if args.channels_last:
         netG, netD = netG.to(memory_format=torch.channels_last), netD.to(memory_format=torch.channels_last)
     optimizerG = torch.optim.Adam(netG.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
@@ -79,11 +81,12 @@ def bare_step_fn(config, size: int, trunk: bool, args, bf16: bool | None = None)
     data = (batch for _ in itertools.count() for batch in dataloader)  # endless, epoch after epoch
 
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        device_type = torch.device(args.device).type
+        return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step() -> None:
-        real = next(data)
-        noise = torch.randn(real.shape[0], m.nz, generator=noise_gen)
+        real = next(data).to(args.device, non_blocking=True)
+        noise = torch.randn(real.shape[0], m.nz, generator=noise_gen).to(args.device, non_blocking=True)
         # (1) update D: maximize log D(x) + log(1 - D(G(z))); the fake is generated once, reused in (2)
         netD.requires_grad_(True)
         with autocast():
@@ -124,6 +127,8 @@ def bench_size(size: int, out: str, args) -> dict[str, list[float]]:
     if args.compare_bf16:
         contenders["bare-bf16"] = bare_step_fn(config, size, True, args, bf16=True)
     torch.set_num_threads(args.threads)  # in case anything above changed it
+    # a GPU runs ahead of Python: wait for its work before reading the clock
+    sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else (lambda: None)
     for step in contenders.values():
         for _ in range(args.warmup):
             step()
@@ -131,9 +136,11 @@ def bench_size(size: int, out: str, args) -> dict[str, list[float]]:
     names = list(contenders)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            sync()
             start = time.perf_counter()
             for _ in range(args.block):
                 contenders[name]()
+            sync()
             seconds[name].append(time.perf_counter() - start)
     return seconds
 
@@ -150,12 +157,17 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="channels_last modules for every contender")
     parser.add_argument("--compare-bf16", action="store_true", help="add bare-bf16: the bf16/fp32 speed ratio")
     parser.add_argument("--json", metavar="PATH", help="write the raw block timings here")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where every contender trains (default cuda if available, else cpu)")
     args = parser.parse_args()
+    if torch.device(args.device).type == "cpu":
+        os.environ["ACCELERATE_USE_CPU"] = "1"  # mmgan's Trainer on the CPU too, beside the bare loops
 
     torch.set_num_threads(args.threads)
     header = machine_header(args.threads)
+    header["device"] = args.device
     print(f"batch {args.batch}, {args.rounds} rounds x {args.block} steps per contender, warmup {args.warmup}, "
-          f"bf16={args.bf16}, channels_last={args.channels_last}\n")
+          f"bf16={args.bf16}, channels_last={args.channels_last}, device {args.device}\n")
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="mmgan-bench-") as tmp:

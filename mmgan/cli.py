@@ -103,6 +103,13 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
 
     if overwrite and resume is not None:
         raise click.ClickException("--overwrite starts a run over and --resume continues one: give one of them")
+    if resume is not None and str(resume) == "auto":
+        if out is None:
+            raise click.ClickException("--resume auto needs --out: the run directory to continue or to start")
+        if (out / "config.toml").is_file():  # continue it with its own config; the flags apply as with --resume
+            resume, out, config_file = out, None, None
+        else:
+            resume = None
     overrides = (*overrides, f"run.init_trunk={init_trunk}") if init_trunk is not None else overrides
     config = cfg.resolve(get_modality, plugins=plugins, config_file=config_file, resume_dir=resume, data=data,
                          steps=steps, batch_size=batch_size, seed=seed, out=out, overrides=overrides)

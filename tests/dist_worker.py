@@ -2,6 +2,9 @@
 
     dist_worker.py train OUT [mmgan run options...]   fit, then OUT/rank<r>.safetensors: G, D and EMA weights
     dist_worker.py grads OUT [mmgan run options...]   one step, then OUT/grads<r>.safetensors: G and D gradients
+    dist_worker.py cli OUT [mmgan arguments...]         OUT/pid<r> (this process's pid), then the real `mmgan` command
+    dist_worker.py watch OUT VICTIM HOW               all-reduces in RankWatch (a bare gloo group); at step 3 rank
+                                                      VICTIM dies (HOW=kill) or freezes (HOW=stop)
 
 In "grads" mode the image generator's input is a fixed function of each real sample instead of fresh
 noise, so that a 2-process step and a 1-process step see the same inputs for the same samples.
@@ -10,7 +13,11 @@ noise, so that a 2-process step and a 1-process step see the same inputs for the
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -20,6 +27,7 @@ from mmgan import config as cfg
 from mmgan.cli import run as run_command
 from mmgan.engine import Trainer
 from mmgan.plugins import get_modality
+from mmgan.shards import ShardStream
 
 
 def noise_from_sample(real: torch.Tensor, config: object, generator: torch.Generator) -> torch.Tensor:
@@ -53,7 +61,19 @@ def main(mode: str, out: str, argv: list[str]) -> None:
     acc = trainer.accelerator
     rank = acc.process_index
     if mode == "train":
+        opened: dict[int, list[str]] = {}
+        raw = ShardStream._raw
+
+        def recording(self: ShardStream, urls: list[str], rng: object) -> object:
+            opened.setdefault(id(self), []).extend(urls)
+            return raw(self, urls, rng)
+
+        ShardStream._raw = recording  # num_workers=0: the shards are read in this process
         trainer.fit()  # ends with the process group gone: no collective after this
+        shards = {name: {"rank": ds.rank, "world": ds.world_size, "local": acc.local_process_index,
+                         "assigned": ds.assignment(0, 1)[1], "opened": sorted(set(opened.get(id(ds), [])))}
+                  for name, ds in trainer.datasets.items() if isinstance(ds, ShardStream)}
+        (Path(out) / f"shards{rank}.json").write_text(json.dumps(shards))
         tensors = {f"G.{k}": v for k, v in flat(acc.unwrap_model(trainer.G)).items()}
         tensors.update({f"D.{k}": v for k, v in flat(trainer.D_module).items()})
         tensors.update({f"ema.{k}": v for k, v in flat(trainer.ema).items()})
@@ -72,5 +92,42 @@ def main(mode: str, out: str, argv: list[str]) -> None:
         raise SystemExit(f"unknown mode {mode!r}")
 
 
+def run_cli(out: str, argv: list[str]) -> None:
+    """The real `mmgan` command line (what users run), once this process's pid is in OUT/pid<rank>."""
+    (Path(out) / f"pid{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
+    from mmgan.cli import main as cli_main
+
+    sys.argv = ["mmgan", *argv]
+    cli_main()
+
+
+def watch(out: str, victim: int, how: str) -> None:
+    """RankWatch around all-reduces in a bare gloo group (MASTER_ADDR/PORT, RANK, WORLD_SIZE from the test):
+    at step 3 rank ``victim`` writes the time to OUT/stopped and kills or stops itself; the others end
+    with one "Error:" line, as the CLI prints it (raised, or from the heartbeat thread)."""
+    import torch.distributed as dist
+
+    from mmgan.distributed import RankLost, RankWatch
+
+    dist.init_process_group("gloo")
+    rank, step = dist.get_rank(), 0
+    try:
+        with RankWatch(Path(out) / "run", lambda: step):
+            for step in range(1, 2000):  # noqa: B007 - the lambda reads it
+                dist.all_reduce(torch.ones(1))
+                if step == 3 and rank == victim:
+                    (Path(out) / "stopped").write_text(str(time.time()))
+                    os.kill(os.getpid(), signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+                time.sleep(0.05)
+    except RankLost as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    if sys.argv[1] == "cli":
+        run_cli(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1] == "watch":
+        watch(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    else:
+        main(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader
 from mmgan import checkpoint
 from mmgan.config import RunConfig, TrainConfig, legacy_trunk_values
 from mmgan.data import EpochSampler, endless_batches, open_training_data
+from mmgan.distributed import LONG_WAIT
 from mmgan.errors import CheckpointError, ConfigError, DataError, PluginError
 from mmgan.modality import Modality, ModalityConfig
 from mmgan.precision import resolve_precision
@@ -40,9 +40,9 @@ def new_accelerator(train: TrainConfig, modalities: Sequence[Modality] = (),
         # precision; a process that runs several trainings (tests, notebooks, benchmarks) must reset
         # it. The process group (PartialState) is kept.
         AcceleratorState._reset_state(reset_partial_state=False)
-    # rank 0 alone samples and evaluates while the others wait at the next collective: allow it an hour
-    # (NCCL's default of 10 minutes would kill a run during a long periodic evaluation)
-    handlers = [InitProcessGroupKwargs(timeout=timedelta(hours=1))]
+    # start-up (rendezvous, DDP's first broadcast, loading a checkpoint) may take long: an hour. The training
+    # loop shortens it and brackets rank 0's own work (mmgan.distributed.RankWatch, rank0_work)
+    handlers = [InitProcessGroupKwargs(timeout=LONG_WAIT)]
     precision, why = resolve_precision(train.mixed_precision, modalities, likely_device())
     project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers")) if run_dir else None
     acc = Accelerator(mixed_precision=precision, kwargs_handlers=handlers, log_with=list(train.log_with) or None,

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from mmgan import __version__, checkpoint
 from mmgan.config import RunConfig, validate
-from mmgan.distributed import convert_sync_batchnorm
+from mmgan.distributed import RankWatch, convert_sync_batchnorm, rank0_work
 from mmgan.engine.best import BestExports
 from mmgan.engine.build import (
     TrainingData,
@@ -172,7 +172,8 @@ class Trainer:
             self.files.lock()  # one process per run directory; released when fit returns
         status = "failed"
         try:
-            with stop_requests() as stop:
+            # a rank that dies or freezes ends the run on every rank within MMGAN_RANK_TIMEOUT, in one line
+            with stop_requests() as stop, RankWatch(self.run_dir, lambda: self.step):
                 run_dir = self._fit(stop)
             status = "finished"
             return run_dir
@@ -191,15 +192,16 @@ class Trainer:
 
     def _fit(self, stop: StopRequests) -> Path:
         t, acc = self.config.train, self.accelerator
-        if acc.is_main_process:
-            # what a killed run left half-written goes first: on a full disk it is the space we need
-            self.files.remove_leftovers()
-            self.files.write_config(self.config)
-            self.files.truncate_metrics(after=self.step)
-            self.facts.start({i.name: i.version for i in describe_plugins(self.pm)}, acc, self.step, t.steps)
-            log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
-                     self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
-        self.trackers = Trackers(acc, t.log_with, self.run_dir.name, self.config.to_dict())
+        with rank0_work():  # rank 0's writes and tracker start-up: the others wait in a barrier of their own
+            if acc.is_main_process:
+                # what a killed run left half-written goes first: on a full disk it is the space we need
+                self.files.remove_leftovers()
+                self.files.write_config(self.config)
+                self.files.truncate_metrics(after=self.step)
+                self.facts.start({i.name: i.version for i in describe_plugins(self.pm)}, acc, self.step, t.steps)
+                log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
+                         self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
+            self.trackers = Trackers(acc, t.log_with, self.run_dir.name, self.config.to_dict())
         batches = self.batches()
         # a bar on a terminal only: in a log file its redraws are thousands of lines (metrics.jsonl has it all)
         bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
@@ -229,10 +231,13 @@ class Trainer:
                         log.info("step %d: writing the last %s", self.step, ", ".join(
                             w for w, on in (("samples", sample), ("evaluation", evaluate), ("checkpoint", save)) if on))
                 self.prepare_ema()  # every rank: with SyncBatchNorm this is a collective
-            if sample:
-                self.write_samples()
-            if evaluate:
-                self.evaluate()
+            if sample or evaluate:
+                # rank 0 alone: the others wait in a barrier with a long timeout, not in a training collective
+                with rank0_work():
+                    if sample:
+                        self.write_samples()
+                    if evaluate:
+                        self.evaluate()
             if save:
                 self.save_checkpoint()
             signum = stop.agreed(acc)
@@ -376,5 +381,6 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """A checkpoint of this step (every rank calls it), then the export (rank 0)."""
-        save_checkpoint(self.accelerator, self.run_dir, self.step, self.ema, self.noise,
-                        self.config.train.keep_checkpoints, self.export, {"best": self.selection.best})
+        with rank0_work():  # rank 0 writes while the others wait in save_checkpoint's collectives
+            save_checkpoint(self.accelerator, self.run_dir, self.step, self.ema, self.noise,
+                            self.config.train.keep_checkpoints, self.export, {"best": self.selection.best})
