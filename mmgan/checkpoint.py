@@ -7,6 +7,7 @@ Exported generators are safetensors plus a JSON config: loading them never unpic
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -107,9 +108,22 @@ def export_generator(
     weights = export_dir / f"{modality}.safetensors"
     with atomic_path(weights) as tmp:
         save_tensors(state, tmp, shown=weights)
+        digest = file_sha256(tmp)
+    # the weights' checksum in the JSON: bytes damaged later (a disk, a copy) are found on load
     with atomic_path(export_dir / f"{modality}.json") as tmp:
-        tmp.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        tmp.write_text(json.dumps({**config, WEIGHTS_SHA256: digest}, indent=2), encoding="utf-8")
     return weights
+
+
+WEIGHTS_SHA256 = "weights_sha256"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def exported_modalities(run_dir: Path) -> list[str]:
@@ -144,6 +158,9 @@ def read_export(run_dir: Path, modality: str, last: bool = False) -> tuple[dict[
         config = json.loads(meta.read_text(encoding="utf-8"))
         if not isinstance(config, dict):
             raise ValueError(f"{meta.name} holds {type(config).__name__}, not an object")
+        expected = config.pop(WEIGHTS_SHA256, None)  # exports written before checksums have none
+        if expected is not None and file_sha256(weights) != expected:
+            raise ValueError(f"{weights.name} does not match the checksum in {meta.name} (damaged or replaced)")
         state = load_file(str(weights))
     except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"exported generator in {export_dir} is corrupt: {exc}") from None

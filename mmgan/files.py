@@ -98,7 +98,8 @@ def check_writable(path: str | os.PathLike[str], what: str = "output") -> None:
             if not parent.is_dir():
                 raise StorageError(f"cannot write {what} {target}: {parent} is not a directory")
             if not os.access(parent, os.W_OK | os.X_OK):
-                reason = "read-only filesystem" if _read_only(parent) else "permission denied"
+                # the operating system's own words, as a failed write would say them
+                reason = os.strerror(errno.EROFS if _read_only(parent) else errno.EACCES)
                 raise StorageError(f"cannot write {what} {target}: {parent} is not writable ({reason})")
             return
 

@@ -10,10 +10,10 @@ import torch
 
 from mmgan.checkpoint import export_dir_of, exported_modalities, read_export
 from mmgan.config import legacy_modality_values, legacy_trunk_values, section_from_dict
-from mmgan.errors import CheckpointError
+from mmgan.errors import CheckpointError, ConfigError
 from mmgan.modality import ModalityConfig
 from mmgan.plugins import get_modality, get_plugin_manager
-from mmgan.sizes import Part, build_on_meta, check_memory, footprint, size_settings
+from mmgan.sizes import Part, build_on_meta, check_memory, footprint, host_memory, human_bytes, size_settings
 from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
 
 
@@ -92,6 +92,15 @@ def sample(generator: GeneratorSet, modality: str, config: Any, n: int, seed: in
     spec = get_modality(modality, pm or get_plugin_manager())
     if spec.sample_input is None:
         raise CheckpointError(f"modality {modality!r} is conditional: it needs an input, not just noise")
+    # every sample (and its input) is held until they are written: n of them must fit in memory, with a
+    # copy for the writer; measured on one probe sample before anything big is drawn
+    probe_input = spec.sample_input(1, config, torch.Generator().manual_seed(seed))
+    probe = generator(modality, probe_input)
+    needed = n * (2 * probe.numel() * probe.element_size() + probe_input.numel() * probe_input.element_size())
+    free = host_memory()
+    if free is not None and needed > free[0]:
+        raise ConfigError(f"-n {n}: {n} {modality} samples take about {human_bytes(needed)}, more than the "
+                          f"{human_bytes(free[0])} available ({free[1]}); ask for fewer")
     gen = torch.Generator().manual_seed(seed)
     inputs = spec.sample_input(n, config, gen)
     return torch.cat([generator(modality, chunk) for chunk in inputs.split(batch_size)])

@@ -112,7 +112,7 @@ def test_non_positive_steps_and_batch_size(cli_run, tmp_path):
     assert_one_line_error(bad("--batch-size", "-1"), "train.batch_size must be positive")
     assert_one_line_error(bad("--seed", "-1"), "run.seed must be in [0, 2**32)")
     assert_one_line_error(bad("--seed", str(2**33)), "run.seed must be in [0, 2**32)")
-    assert_one_line_error(bad("--set", "trunk.expansion=0"), "expansion >= 1")
+    assert_one_line_error(bad("--set", "trunk.expansion=0"), "trunk.expansion must be between 1 and 64, got 0")
     (tmp_path / "file").write_text("x")
     assert_one_line_error(cli_run("run", "--plugin", "image", "--out", tmp_path / "file"), "is not a directory")
     assert not (tmp_path / "never").exists()

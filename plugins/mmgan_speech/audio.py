@@ -155,7 +155,9 @@ def write_wav_stream(path: str | os.PathLike[str], chunks: Iterable[np.ndarray],
     Memory is one chunk whatever the length. Written beside ``path`` and renamed into place when complete.
     """
     total = 0
-    with atomic_path(path) as tmp, wave_module.open(str(tmp), "wb") as out:
+    # the file is opened first: wave.open on a path that cannot be created fails half-built, and the
+    # half-built writer's __del__ would print a traceback after the one-line error
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle, wave_module.open(handle, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(int(sample_rate))

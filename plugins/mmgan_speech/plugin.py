@@ -207,6 +207,7 @@ def register_vocode_command(cli: click.Group) -> None:
     @click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept.")
     def vocode_command(run_dir: Path, source: Path, output: Path, chunk_frames: int, last: bool) -> None:
         """Waveform from INPUT (a .wav: copy synthesis; a .npy log-mel (80, frames)) with RUN's vocoder."""
+        from mmgan.files import check_writable
         from mmgan.inference import load_generator, pick_modality
         from mmgan_speech.audio import write_wav_stream
         from mmgan_speech.networks import remove_weight_norm
@@ -216,6 +217,7 @@ def register_vocode_command(cli: click.Group) -> None:
             raise click.ClickException(f"--chunk-frames must be positive, got {chunk_frames}")
         if output.is_dir():
             raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'out.wav'}")
+        check_writable(output)  # before the work, not after it
         generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME), last=last)
         remove_weight_norm(generator)
         mel = read_mel_input(source)
