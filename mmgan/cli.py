@@ -80,7 +80,9 @@ def cli(verbose: bool) -> None:
 @click.option("--seed", type=int, help="Seed of everything random (run.seed).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value.")
-@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN", help="Continue RUN from its last checkpoint.")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN",
+              help="Continue RUN from its last checkpoint; `--resume auto --out RUN`: continue RUN if it holds a "
+                   "run, else start it (a requeued cluster job).")
 @click.option("--init-trunk", type=click.Path(path_type=Path), metavar="RUN",
               help="Start from RUN's trained trunk (run.init_trunk): its best export, or the last with "
                    "--set run.init_trunk_export=last.")
