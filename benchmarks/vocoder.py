@@ -1,7 +1,9 @@
-"""Real-time factor of `mmgan vocode` and speech training step time, next to the same networks without mmgan.
+"""Real-time factor of `mmgan vocode` and speech training step time, next to the same networks without mmgan,
+for both speech generators (melgan and vocos).
 
     python benchmarks/vocoder.py                              # 10 s of audio, 2 threads, fp32
     python benchmarks/vocoder.py --run runs/speech --bf16 --json runs/vocoder.json
+    python benchmarks/vocoder.py --set trunk.depth=8          # a deeper trunk for both generators
 
 Both parts run in one process, interleaved (round-robin blocks, order rotated each round), on the same inputs.
 A. Vocoding the log-mel of a held-out built-in clip (SpeechLikeDataset(seed=1).clip(0, --seconds)), weight norm
@@ -10,16 +12,22 @@ A. Vocoding the log-mel of a held-out built-in clip (SpeechLikeDataset(seed=1).c
                   with its default chunking (from --run, else an untrained default generator exported here)
      bare         the same weights in MelStem -> LatentTrunk -> MelGANHead, one forward over the whole mel
      melgan-paper the same weights in MelStem -> MelGANHead (no trunk): the paper's generator, one forward
+     vocos        `mmgan vocode` of a vocos run (speech.generator=vocos; from --vocos-run, else untrained)
+     vocos-bare   the same weights in VocosStem -> LatentTrunk -> ISTFTHead, one forward
 B. One training step at --batch x --segment samples (D hinge step, then G hinge + 10 FM + 45 mel L1 step, D frozen):
      mmgan        Trainer.train_step of the default speech run (Accelerate, plugin hooks, EMA)
      bare         the same networks, losses and Adam (1e-4, (0.5, 0.9)) in a hand-written loop
-mmgan / bare is the framework's overhead (in A: chunking included); bare / melgan-paper is the trunk's cost.
+     vocos        Trainer.train_step of the vocos run (its own discriminators: mpd+mrd)
+     vocos-bare   the vocos networks and the same losses and Adam in the hand-written loop
+mmgan / bare is the framework's overhead (in A: chunking included); bare / melgan-paper is the trunk's cost;
+vocos / mmgan is what the frame-rate generator gains. --set applies to both runs (trunk sizes, say).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import itertools
 import json
 import os
@@ -39,10 +47,11 @@ import mmgan.plugins
 from mmgan.config import resolve
 from mmgan.engine import Trainer
 from mmgan.inference import load_generator
-from mmgan.trunk import LatentTrunk, TrunkConfig
+from mmgan.trunk import GeneratorSet, LatentTrunk
 from mmgan_speech.datasets import SpeechLikeDataset
 from mmgan_speech.mel import MelConfig, mel_spectrogram
-from mmgan_speech.networks import MelGANHead, MelStem, MultiScaleDiscriminator, remove_weight_norm
+from mmgan_speech.networks import remove_weight_norm
+from mmgan_speech.plugin import plugin as speech_plugin
 from mmgan_speech.vocode import vocode
 
 SEED = 0
@@ -50,13 +59,11 @@ MEL = MelConfig()
 
 
 class Generator(nn.Module):
-    """Log-mel -> MelStem -> (LatentTrunk) -> MelGANHead: mmgan's speech generator without the framework."""
+    """Log-mel -> stem -> (LatentTrunk) -> head: mmgan's speech generator without the framework."""
 
-    def __init__(self, config: TrunkConfig, ngf: int, trunk: bool) -> None:
+    def __init__(self, stem: nn.Module, trunk: LatentTrunk | None, head: nn.Module) -> None:
         super().__init__()
-        self.stem = MelStem(MEL.n_mels, config.width)
-        self.trunk = LatentTrunk(config, ["speech"]) if trunk else None
-        self.head = MelGANHead(config.width, ngf=ngf)
+        self.stem, self.trunk, self.head = stem, trunk, head
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         tokens = self.stem(mel)
@@ -69,9 +76,11 @@ def autocast(bf16: bool) -> contextlib.AbstractContextManager:
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def interleave(contenders: dict[str, Callable[[], object]], rounds: int, block: int, warmup: int
+def interleave(contenders: dict[str, Callable[[], object]], rounds: int, block: int | dict[str, int], warmup: int
                ) -> dict[str, list[float]]:
-    """Seconds per block of ``block`` calls, per contender, round-robin with the order rotated each round."""
+    """Seconds per block of ``block`` calls (or ``block[name]``: a fast contender's blocks can be as long as
+    a slow one's), per contender, round-robin with the order rotated each round."""
+    blocks = block if isinstance(block, dict) else dict.fromkeys(contenders, block)
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
@@ -80,27 +89,26 @@ def interleave(contenders: dict[str, Callable[[], object]], rounds: int, block: 
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
-            for _ in range(block):
+            for _ in range(blocks[name]):
                 contenders[name]()
             seconds[name].append(time.perf_counter() - start)
     return seconds
 
 
-def vocode_contenders(run: Path, mel: torch.Tensor, bf16: bool) -> dict[str, Callable[[], object]]:
-    generator, config = load_generator(run, "speech")  # as `mmgan vocode` does, then remove_weight_norm
-    remove_weight_norm(generator)
-    plain = {}
-    for name, trunk in (("bare", True), ("melgan-paper", False)):
-        net = remove_weight_norm(Generator(generator.trunk.config, config.ngf, trunk)).eval().requires_grad_(False)
-        net.stem.load_state_dict(generator.stems["speech"].state_dict())
-        net.head.load_state_dict(generator.heads["speech"].state_dict())
-        if trunk:
-            net.trunk.load_state_dict(generator.trunk.state_dict())
-        plain[name] = net
+def plain_generator(generator: GeneratorSet, trunk: bool = True) -> Generator:
+    """The exported weights (copies) in a plain stem -> (trunk) -> head module; all trunk blocks, as
+    ``speech.trunk_depth = -1``."""
+    return Generator(copy.deepcopy(generator.stems["speech"]), copy.deepcopy(generator.trunk) if trunk else None,
+                     copy.deepcopy(generator.heads["speech"])).eval().requires_grad_(False)
 
-    def mmgan_fn():
-        with torch.inference_mode(), autocast(bf16):
-            return vocode(generator, mel)
+
+def vocode_contenders(run: Path, vocos_run: Path | None, mel: torch.Tensor, bf16: bool
+                      ) -> dict[str, Callable[[], object]]:
+    def mmgan_fn(generator):
+        def fn():
+            with torch.inference_mode(), autocast(bf16):
+                return vocode(generator, mel)
+        return fn
 
     def plain_fn(net):
         def fn():
@@ -108,7 +116,14 @@ def vocode_contenders(run: Path, mel: torch.Tensor, bf16: bool) -> dict[str, Cal
                 return net(mel[None]).reshape(-1).float()
         return fn
 
-    return {"mmgan": mmgan_fn, "bare": plain_fn(plain["bare"]), "melgan-paper": plain_fn(plain["melgan-paper"])}
+    generator, _ = load_generator(run, "speech")  # as `mmgan vocode` does, then remove_weight_norm
+    remove_weight_norm(generator)
+    contenders = {"mmgan": mmgan_fn(generator), "bare": plain_fn(plain_generator(generator)),
+                  "melgan-paper": plain_fn(plain_generator(generator, trunk=False))}
+    if vocos_run is not None:
+        vocos, _ = load_generator(vocos_run, "speech")
+        contenders |= {"vocos": mmgan_fn(vocos), "vocos-bare": plain_fn(plain_generator(vocos))}
+    return contenders
 
 
 def hinge_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
@@ -116,11 +131,13 @@ def hinge_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
 
 
 def bare_train_fn(config, bf16: bool) -> Callable[[], None]:
-    """MelGAN's training loop written out (with mmgan's loss weights); returns a one-step callable."""
+    """MelGAN's training loop written out (with mmgan's loss weights) for the run's generator and discriminators
+    (the plugin's network classes, built directly); returns a one-step callable."""
     torch.manual_seed(SEED)
     m, t = config.modalities["speech"], config.train
-    netG = Generator(config.trunk, m.ngf, trunk=True)
-    netD = MultiScaleDiscriminator(ndf=m.ndf, max_channels=m.disc_channels)
+    stem, head = speech_plugin.build_generator(m, config.trunk.width)
+    netG = Generator(stem, LatentTrunk(config.trunk, ["speech"]), head)
+    netD = speech_plugin.build_discriminator(m)
     optG = torch.optim.Adam(netG.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
     optD = torch.optim.Adam(netD.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
     loader = DataLoader(SpeechLikeDataset(m.segment_length, seed=SEED), batch_size=t.batch_size, shuffle=True,
@@ -171,9 +188,15 @@ def table(title: str, unit: str, rates: dict[str, list[float]], extra: Callable[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a speech run to vocode with (default: untrained, exported here)")
+    parser.add_argument("--vocos-run", type=Path, help="a vocos speech run (default: untrained, exported here)")
+    parser.add_argument("--no-vocos", action="store_true", help="melgan contenders only")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for both runs, e.g. trunk.depth=8 (repeatable)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of audio to vocode (default 10)")
     parser.add_argument("--rounds", type=int, default=7, help="vocoding round-robin rounds (default 7)")
     parser.add_argument("--block", type=int, default=2, help="vocode calls per timed block (default 2)")
+    parser.add_argument("--vocos-block", type=int, default=10,
+                        help="vocode calls per timed block of the (fast) vocos contenders (default 10)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed vocode calls per contender (default 1)")
     parser.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
     parser.add_argument("--segment", type=int, default=8192, help="training samples per clip (default 8192)")
@@ -192,39 +215,55 @@ def main() -> None:
     clip = clip[: clip.shape[-1] // MEL.hop_length * MEL.hop_length]
     mel = mel_spectrogram(clip, MEL)
     audio_s = clip.shape[-1] / MEL.sample_rate
-    print(f"A: {audio_s:.2f} s of audio ({mel.shape[-1]} frames), {args.rounds} rounds x {args.block} calls, "
+    print(f"A: {audio_s:.2f} s of audio ({mel.shape[-1]} frames), {args.rounds} rounds x {args.block} calls "
+          f"({args.vocos_block} for vocos), "
           f"warmup {args.warmup}; B: batch {args.batch} x {args.segment} samples, {args.train_rounds} rounds x "
           f"{args.train_block} steps, warmup {args.train_warmup}; bf16={args.bf16}")
 
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="mmgan-bench-") as tmp:
-        trainer = None
-        if args.train_rounds > 0 or args.run is None:
-            overrides = [f"speech.segment_length={args.segment}",
-                         f"train.mixed_precision={'bf16' if args.bf16 else 'no'}"]
-            config = resolve(mmgan.plugins.get_modality, plugins=["speech"], out=os.path.join(tmp, "run"),
-                             steps=10**6, batch_size=args.batch, seed=SEED, overrides=overrides)
-            torch.manual_seed(SEED)
-            trainer = Trainer(config, progress=False)
-            if args.run is None:
-                trainer.export()  # the untrained EMA generator, as a run's export/ holds it
-        run = args.run or Path(tmp, "run")
-        print(f"vocoder: {args.run or 'untrained default generator (no --run)'}")
+        trainers, configs = {}, {}
+        kinds = {"mmgan": (args.run, []), "vocos": (args.vocos_run, ["speech.generator=vocos"])}
+        if args.no_vocos:
+            del kinds["vocos"]
+        for kind, (given, extra) in kinds.items():
+            if args.train_rounds > 0 or given is None:
+                overrides = [f"speech.segment_length={args.segment}",
+                             f"train.mixed_precision={'bf16' if args.bf16 else 'no'}", *args.overrides, *extra]
+                configs[kind] = resolve(mmgan.plugins.get_modality, plugins=["speech"], out=os.path.join(tmp, kind),
+                                        steps=10**6, batch_size=args.batch, seed=SEED, overrides=overrides)
+                torch.manual_seed(SEED)
+                trainers[kind] = Trainer(configs[kind], progress=False)
+                if given is None:
+                    trainers[kind].export()  # the untrained EMA generator, as a run's export/ holds it
+        run = args.run or Path(tmp, "mmgan")
+        vocos_run = None if args.no_vocos else args.vocos_run or Path(tmp, "vocos")
+        print(f"vocoder: {args.run or 'untrained default generator (no --run)'}; vocos: "
+              f"{'-' if args.no_vocos else args.vocos_run or 'untrained vocos generator (no --vocos-run)'}")
+        for kind, config in configs.items():
+            m, tr = config.modalities["speech"], config.trunk
+            print(f"{kind}: generator {m.generator}, discriminator {m.discriminators}, trunk width {tr.width} "
+                  f"depth {tr.depth} kernel {tr.kernel_size} expansion {tr.expansion}")
         torch.set_num_threads(args.threads)  # in case anything above changed it
-        contenders = vocode_contenders(run, mel, args.bf16)
+        contenders = vocode_contenders(run, vocos_run, mel, args.bf16)
         waves = {name: fn() for name, fn in contenders.items()}  # a check, and one more warm-up call each
-        print("max |wave - bare wave|: " + ", ".join(f"{name} {(w - waves['bare']).abs().max().item():.2e}"
-                                                  for name, w in waves.items() if name != "bare"))
-        results["vocode"] = interleave(contenders, args.rounds, args.block, args.warmup)
+        same = {"mmgan": "bare", "melgan-paper": "bare", "vocos": "vocos-bare"}  # its bare twin
+        print("max |wave - bare wave|: " + ", ".join(f"{name} {(w - waves[same[name]]).abs().max().item():.2e}"
+                                                  for name, w in waves.items() if name in same))
+        blocks = {name: args.vocos_block if name.startswith("vocos") else args.block for name in contenders}
+        results["vocode"] = interleave(contenders, args.rounds, blocks, args.warmup)
         if args.train_rounds > 0:
-            t = config.train
+            t = configs["mmgan"].train
             print(f"train: lr_g {t.lr_g}, lr_d {t.lr_d}, betas ({t.beta1}, {t.beta2}), loss "
-                  f"{config.modalities['speech'].loss or t.loss}")
-            contenders = {"mmgan": trainer_step_fn(trainer), "bare": bare_train_fn(config, args.bf16)}
+                  f"{configs['mmgan'].modalities['speech'].loss or t.loss}")
+            contenders = {}
+            for kind in configs:
+                contenders[kind] = trainer_step_fn(trainers[kind])
+                contenders["bare" if kind == "mmgan" else f"{kind}-bare"] = bare_train_fn(configs[kind], args.bf16)
             torch.set_num_threads(args.threads)
             results["train"] = interleave(contenders, args.train_rounds, args.train_block, args.train_warmup)
 
-    rtf = {name: [args.block * audio_s / s for s in blocks] for name, blocks in results["vocode"].items()}
+    rtf = {name: [blocks[name] * audio_s / s for s in times] for name, times in results["vocode"].items()}
     table(f"Vocoding {audio_s:.2f} s, {args.threads} threads (real-time factor: audio s per compute s)", "RTF", rtf)
     if "train" in results:
         samples = {name: [args.train_block * args.batch / s for s in blocks]

@@ -50,6 +50,8 @@ class _ImportedOnUse:
 
 
 NAME = "speech"
+# the generators ``speech.generator`` names (``networks`` for melgan, ``vocos`` for vocos)
+GENERATORS = ("melgan", "vocos")
 # the one mel definition (``mmgan_speech.mel.MelConfig()``, as the losses use it)
 MEL = _ImportedOnUse("mmgan_speech.losses", "MEL")
 STFT_RESOLUTIONS = _ImportedOnUse("mmgan_speech.losses", "STFT_RESOLUTIONS")
@@ -61,6 +63,8 @@ class SpeechConfig(ModalityConfig):
 
     Feature matching is the mean L1 over all (scale, layer) pairs with weight 10; MelGAN's own code weights
     each layer 0.8/3, i.e. 1.6x this mean (see ``networks.feature_matching_loss``).
+    ``generator = "vocos"`` trains Vocos's frame-rate generator with its multi-period and multi-resolution
+    STFT discriminators instead, with the same loss terms (docs/speech.md).
     """
 
     # builtin:speech, a folder of WAV files, an LJSpeech root, or WebDataset shards
@@ -75,6 +79,17 @@ class SpeechConfig(ModalityConfig):
     ndf: int = 16
     # the most channels a discriminator layer has; 1 to 16384
     disc_channels: int = 1024
+    # the generator: "melgan" (Kumar et al. 2019: upsampling convolutions at the sample rate) or "vocos"
+    # (Siuzdak 2023: everything at the frame rate, then an inverse STFT; docs/speech.md)
+    generator: str = "melgan"
+    # the discriminators, "+"-joined: msd (MelGAN's multi-scale), mpd (HiFi-GAN's multi-period), mrd
+    # (multi-resolution STFT); "" = the generator's own (melgan: msd; vocos: mpd+mrd)
+    discriminator: str = ""
+    # multi-period discriminator widths: this, x4, x16, x32, x32 (HiFi-GAN: 32), each at most
+    # disc_channels; 1 to 1024
+    mpd_channels: int = 32
+    # channels of every layer of the multi-resolution STFT discriminator (UnivNet: 32); 1 to 1024
+    mrd_channels: int = 32
     # weight of the feature-matching L1 (mean over scales and layers)
     feature_matching_weight: float = 10.0
     # weight of the log-mel L1 reconstruction loss (HiFi-GAN: 45)
@@ -101,6 +116,20 @@ class SpeechConfig(ModalityConfig):
                              f"resolution's padding), got {self.segment_length}")
         if self.short_clips not in ("pad", "skip"):
             raise ValueError(f"short_clips must be pad or skip, got {self.short_clips!r}")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator must be {' or '.join(GENERATORS)}, got {self.generator!r}")
+        parts = self.discriminators.split("+")
+        if any(p not in ("msd", "mpd", "mrd") for p in parts) or len(set(parts)) != len(parts):
+            raise ValueError(f"discriminator must be msd, mpd, mrd or several of them joined by '+' (each once), "
+                             f"or \"\" for the generator's own, got {self.discriminator!r}")
+        for name in ("mpd_channels", "mrd_channels"):
+            if not 1 <= getattr(self, name) <= 1024:
+                raise ValueError(f"{name} must be between 1 and 1024, got {getattr(self, name)}")
+
+    @property
+    def discriminators(self) -> str:
+        """The discriminator to build: ``discriminator``, or the generator's own where it is empty."""
+        return self.discriminator or {"melgan": "msd", "vocos": "mpd+mrd"}.get(self.generator, "msd")
 
 
 def log_mel(real: torch.Tensor, config: SpeechConfig, generator: torch.Generator) -> torch.Tensor:
@@ -128,16 +157,21 @@ class SpeechPlugin(ModalityPlugin):
     metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
 
     def build_generator(self, config: SpeechConfig, width: int) -> tuple[nn.Module, nn.Module]:
+        if config.generator == "vocos":
+            from mmgan_speech.vocos import ISTFTHead, VocosStem
+
+            return VocosStem(MEL.n_mels, width), ISTFTHead(width, MEL.get())
         from mmgan_speech.networks import MelGANHead, MelStem
 
         return MelStem(MEL.n_mels, width), MelGANHead(width, ngf=config.ngf)
 
     def build_discriminator(self, config: SpeechConfig) -> nn.Module:
-        from mmgan_speech.networks import MultiScaleDiscriminator
+        from mmgan_speech.discriminators import build_discriminators
 
         try:
-            return MultiScaleDiscriminator(ndf=config.ndf, max_channels=config.disc_channels)
-        except ValueError as exc:  # channel counts that the grouped convolutions cannot split
+            return build_discriminators(config.discriminators, ndf=config.ndf, max_channels=config.disc_channels,
+                                        mpd_channels=config.mpd_channels, mrd_channels=config.mrd_channels)
+        except ValueError as exc:  # channel counts that the MSD's grouped convolutions cannot split
             raise ConfigError(f"[speech] ndf={config.ndf}, disc_channels={config.disc_channels}: {exc}") from None
 
     def read_data(self, source: str, config: SpeechConfig, seed: int) -> torch.utils.data.Dataset:

@@ -1,0 +1,125 @@
+"""Vocos (Siuzdak 2023, arXiv 2306.00814) split around mmgan's shared trunk: the whole generator runs at the
+frame rate, and an inverse STFT makes the waveform.
+
+The paper's generator is log-mel -> conv k7 embedding + LayerNorm -> ConvNeXt blocks (depthwise conv over
+time, MLP, layer scale) -> LayerNorm -> a linear layer predicting, per frame, the log-magnitude and the phase
+of every STFT bin -> inverse STFT. Here the embedding is the stem, the ConvNeXt blocks are the shared trunk
+(whose blocks are already of that kind: LayerNorm, depthwise conv over T, MLP, a gated residual as layer
+scale), and the rest is the head. Written from the paper's description.
+
+The inverse STFT is the exact inverse of the plugin's own framing (``mel.py``: reflect pad (n_fft - hop) / 2
+on both sides, ``center=False``, periodic Hann), so F frames make exactly F * hop samples, as MelGAN's head
+does. ``torch.istft`` cannot be used for it: with ``center=False`` its NOLA check looks at the first sample,
+where the periodic Hann window is 0, and refuses. The overlap-add here divides by the squared-window envelope
+that the frames really have and crops the padding; the envelope is nonzero on everything kept.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmgan_speech.mel import MelConfig
+from mmgan_speech.networks import ReflectionPad1d
+
+__all__ = ["ISTFTHead", "InverseSTFT", "VocosStem", "frame_spectrum"]
+
+MEL = MelConfig()
+# the largest STFT magnitude the head predicts: Vocos clips the magnitude at 1e2 (a full-scale sine at
+# n_fft 1024 under a Hann window peaks near 256)
+MAX_LOG_MAGNITUDE = math.log(1e2)
+
+
+def _padded_window(config: MelConfig) -> torch.Tensor:
+    """The analysis window of ``config`` on n_fft points: periodic Hann of win_length, centred (as
+    ``torch.stft`` pads a shorter window). Made with torch ops, so it builds on the meta device."""
+    left = (config.n_fft - config.win_length) // 2
+    return F.pad(torch.hann_window(config.win_length), (left, config.n_fft - config.win_length - left))
+
+
+def frame_spectrum(wave: torch.Tensor, config: MelConfig = MEL) -> torch.Tensor:
+    """The complex STFT (B, n_fft // 2 + 1, T // hop) of waves (B, T) with the plugin's own framing (the one
+    ``mel_spectrogram`` takes its magnitude from): what :class:`InverseSTFT` inverts."""
+    padded = F.pad(wave.unsqueeze(1), (config.padding, config.padding), mode="reflect").squeeze(1)
+    return torch.stft(padded, config.n_fft, config.hop_length, config.win_length,
+                      torch.hann_window(config.win_length, device=wave.device, dtype=wave.dtype),
+                      center=False, onesided=True, return_complex=True)
+
+
+class InverseSTFT(nn.Module):
+    """Complex spectra (B, n_fft // 2 + 1, F) -> waves (B, F * hop): the inverse of :func:`frame_spectrum`.
+
+    Each frame's inverse FFT is windowed again, the frames are overlap-added (``F.fold``), the sum is divided
+    by the overlap-added squared window, and the ``(n_fft - hop) / 2`` padding is cut from both ends. For the
+    spectrum of a real wave this returns the wave (to float precision); for any spectrum it is the
+    least-squares wave whose frames are nearest (Griffin & Lim 1984).
+    """
+
+    def __init__(self, config: MelConfig = MEL) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length, self.padding = config.n_fft, config.hop_length, config.padding
+        # not in the state dict: exports never carry (and can never disagree with) the mel definition
+        self.register_buffer("window", _padded_window(config), persistent=False)
+
+    def forward(self, spectrum: torch.Tensor) -> torch.Tensor:
+        if spectrum.dim() != 3 or spectrum.shape[1] != self.n_fft // 2 + 1:
+            raise ValueError(f"InverseSTFT expects spectra (B, {self.n_fft // 2 + 1}, frames), "
+                             f"got {tuple(spectrum.shape)}")
+        batch, frames = spectrum.shape[0], spectrum.shape[-1]
+        window = self.window.to(spectrum.real.dtype)
+        pieces = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * window[:, None]
+        length = (frames - 1) * self.hop_length + self.n_fft
+        fold = {"output_size": (1, length), "kernel_size": (1, self.n_fft), "stride": (1, self.hop_length)}
+        wave = F.fold(pieces, **fold).reshape(batch, length)
+        envelope = F.fold(window.square()[None, :, None].expand(1, -1, frames), **fold).reshape(length)
+        keep = slice(self.padding, length - self.padding)
+        # the floor only guards other window settings; with the plugin's framing the kept envelope is >= 0.75
+        return wave[:, keep] / envelope[keep].clamp_min(1e-11)
+
+
+class VocosStem(nn.Module):
+    """Log-mel (B, n_mels, F) -> tokens (B, width, F): Vocos's embedding, a conv k7 and a LayerNorm over
+    the channels. The padding reflects (as MelGAN's stem), so edge frames see speech, not a log-mel of 0."""
+
+    def __init__(self, n_mels: int = 80, width: int = 512, kernel_size: int = 7) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"VocosStem kernel_size must be odd to keep the frame count, got {kernel_size}")
+        self.n_mels = n_mels
+        self.pad = ReflectionPad1d(kernel_size // 2)
+        self.conv = nn.Conv1d(n_mels, width, kernel_size)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
+            raise ValueError(f"VocosStem expects a log-mel (B, {self.n_mels}, frames), got {tuple(mel.shape)}")
+        return self.norm(self.conv(self.pad(mel)).transpose(1, 2)).transpose(1, 2)
+
+
+class ISTFTHead(nn.Module):
+    """Tokens (B, width, F) -> waveform (B, 1, F * hop): LayerNorm, Linear(width -> n_fft + 2), read as the
+    log-magnitude and the phase of the n_fft / 2 + 1 bins of each frame, then :class:`InverseSTFT`.
+
+    The magnitude is ``exp`` of the log-magnitude clipped at ``MAX_LOG_MAGNITUDE``; the phase is used as an
+    angle (any real number). The wave is not squashed (no tanh): WAV writing clips at full scale.
+    The spectral part runs in float32 whatever the autocast: FFTs have no bf16 kernel on the CPU.
+    """
+
+    def __init__(self, width: int = 512, config: MelConfig = MEL) -> None:
+        super().__init__()
+        self.bins = config.n_fft // 2 + 1
+        self.hop_length = config.hop_length
+        self.norm = nn.LayerNorm(width)
+        self.to_spectrum = nn.Linear(width, 2 * self.bins)
+        self.istft = InverseSTFT(config)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.to_spectrum(self.norm(tokens.transpose(1, 2))).transpose(1, 2)
+        with torch.autocast(tokens.device.type, enabled=False):
+            log_magnitude, phase = x.float().split(self.bins, dim=1)
+            magnitude = log_magnitude.clamp(max=MAX_LOG_MAGNITUDE).exp()
+            spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+            return self.istft(spectrum).unsqueeze(1)

@@ -1,0 +1,221 @@
+"""The vocos generator (a frame-rate network and an inverse STFT of the plugin's own framing) and the
+multi-period / multi-resolution STFT discriminators: shapes, exact lengths, perfect reconstruction, the
+loss plumbing, and a tiny run through the CLI that trains, exports and vocodes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_CORE, assert_one_line_error, read_metrics
+
+from mmgan.config import section_from_dict
+from mmgan.inference import load_generator
+from mmgan.losses import HingeLoss, logits_of
+from mmgan.sizes import build_on_meta
+from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
+from mmgan_speech.audio import read_wav, write_wav
+from mmgan_speech.discriminators import (
+    CombinedDiscriminator,
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+    build_discriminators,
+    mpd_widths,
+)
+from mmgan_speech.mel import MelConfig, mel_spectrogram
+from mmgan_speech.networks import DiscriminatorOutput, MultiScaleDiscriminator, feature_matching_loss
+from mmgan_speech.plugin import SpeechConfig, plugin
+from mmgan_speech.vocode import read_mel_input, vocode
+from mmgan_speech.vocos import InverseSTFT, ISTFTHead, VocosStem, frame_spectrum
+
+# the vocos networks narrowed for a CPU test: 2048-sample segments = 8 mel frames
+VOCOS_TINY = ["speech.generator=vocos", "speech.segment_length=2048", "speech.mpd_channels=4",
+              "speech.mrd_channels=4", "speech.disc_channels=32"]
+HOP = MelConfig().hop_length
+
+
+def vocos_args(out, steps=3, batch_size=2, extra=()):
+    args = ["run", "--plugin", "speech", "--out", str(out), "--steps", str(steps), "--batch-size", str(batch_size),
+            "--no-progress"]
+    for item in (*TINY_CORE, *VOCOS_TINY, *extra):
+        args += ["--set", item]
+    return args
+
+
+# ---- the generator's parts -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("frames", [1, 2, 7, 32])
+def test_stem_and_head_keep_frames_and_make_exactly_frames_times_hop_samples(frames):
+    stem, head = VocosStem(80, 16), ISTFTHead(16)
+    tokens = stem(torch.randn(3, 80, frames) - 5)
+    assert tokens.shape == (3, 16, frames)
+    assert head(tokens).shape == (3, 1, frames * HOP)
+    assert head.to_spectrum.out_features == 1024 + 2  # n_fft + 2: log-magnitude and phase of 513 bins
+
+
+def test_the_overlap_add_inverts_the_plugin_framing():
+    torch.manual_seed(0)
+    wave = torch.rand(3, 37 * HOP) * 2 - 1
+    spectrum = frame_spectrum(wave)
+    assert spectrum.shape == (3, 513, 37)
+    # the framing is the mel's: its magnitude through the filterbank is the plugin's log-mel
+    from mmgan_speech.mel import mel_filterbank
+
+    magnitude = (spectrum.abs().square() + 1e-9).sqrt()
+    assert torch.allclose((mel_filterbank() @ magnitude).clamp_min(1e-5).log(), mel_spectrogram(wave), atol=1e-4)
+    assert torch.allclose(InverseSTFT()(spectrum), wave, atol=1e-5)
+    # T not a multiple of the hop: T // hop frames give back the first frames * hop samples
+    odd = torch.rand(2, 10 * HOP + 100) * 2 - 1
+    assert torch.allclose(InverseSTFT()(frame_spectrum(odd)), odd[:, : 10 * HOP], atol=1e-5)
+
+
+def test_the_head_is_an_exact_inverse_stft_of_what_its_linear_layer_predicts():
+    torch.manual_seed(1)
+    wave = torch.rand(1, 12 * HOP) * 2 - 1
+    spectrum = frame_spectrum(wave)
+    head = ISTFTHead(16)
+    # read the head's numbers back from the spectrum: log-magnitude and angle, bypassing norm and linear
+    predicted = torch.cat([spectrum.abs().clamp_min(1e-12).log(), spectrum.angle()], dim=1)
+    head.to_spectrum.forward = lambda x: predicted.transpose(1, 2)
+    assert torch.allclose(head(torch.randn(1, 16, 12)).reshape(1, -1), wave, atol=1e-4)
+
+
+def test_the_head_clips_the_magnitude_and_runs_its_fft_in_float32_under_bf16():
+    head = ISTFTHead(8)
+    torch.nn.init.constant_(head.to_spectrum.bias, 1e4)  # exp(1e4) would be inf without the clip
+    assert torch.isfinite(head(torch.randn(1, 8, 4))).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ISTFTHead(8)(torch.randn(1, 8, 4)).dtype == torch.float32
+
+
+def test_vocos_generator_goes_through_the_trunk_and_builds_on_meta():
+    config = SpeechConfig(generator="vocos")
+    stem, head = plugin.build_generator(config, 32)
+    assert isinstance(stem, VocosStem) and isinstance(head, ISTFTHead)
+    generator = GeneratorSet(LatentTrunk(TrunkConfig(width=32, depth=2), ["speech"]), {"speech": (stem, head)})
+    fake = generator("speech", torch.randn(2, 80, 9) - 5)
+    assert fake.shape == (2, 1, 9 * HOP)
+    fake.square().mean().backward()
+    assert all(p.grad is not None for p in generator.trunk.blocks.parameters())
+    # mmgan.sizes builds networks on the meta device: windows made with torch ops build there too
+    on_meta = build_on_meta(lambda: (plugin.build_generator(config, 512), plugin.build_discriminator(config)))
+    assert on_meta is not None
+    assert on_meta[0][1].istft.window.is_meta and on_meta[1].discriminators["mrd"].discriminators[0].window.is_meta
+    # the window is not a weight: exports never carry it
+    assert "istft.window" not in head.state_dict()
+
+
+# ---- the discriminators ------------------------------------------------------------------------------
+
+def test_mpd_and_mrd_return_logits_and_features_as_the_msd_does():
+    wave = torch.randn(2, 1, 2048) * 0.3
+    mpd = MultiPeriodDiscriminator(channels=4, max_channels=32)
+    out = mpd(wave)
+    assert isinstance(out, DiscriminatorOutput) and len(out.logits) == len(out.features) == 5
+    for p, logits, features in zip((2, 3, 5, 7, 11), out.logits, out.features, strict=True):
+        assert logits.shape[:2] == (2, p) and len(features) == 5
+        assert [f.shape[1] for f in features] == [p * w for w in mpd_widths(4, 32)]
+    assert mpd_widths(32) == [32, 128, 512, 1024, 1024]  # HiFi-GAN's
+    mrd = MultiResolutionDiscriminator(channels=4)
+    out = mrd(wave.reshape(2, -1))  # (B, T) works as for the MSD
+    assert len(out.logits) == 3 and all(len(f) == 5 for f in out.features)
+    assert [tuple(logits.shape[:2]) for logits in out.logits] == [(2, 1)] * 3
+    # a wave shorter than the largest FFT still works (reflection padding that reflects back and forth)
+    assert len(mrd(torch.randn(1, 1, 600)).logits) == 3
+
+
+def test_combined_discriminators_fit_the_adversarial_and_feature_matching_losses():
+    torch.manual_seed(0)
+    d = build_discriminators("mpd+mrd", max_channels=32, mpd_channels=4, mrd_channels=4)
+    assert isinstance(d, CombinedDiscriminator) and list(d.discriminators) == ["mpd", "mrd"]
+    fake = (torch.randn(2, 1, 2048) * 0.3).requires_grad_(True)
+    real = torch.randn(2, 1, 2048) * 0.3
+    d_fake, d_real = d(fake), d(real)
+    assert len(logits_of(d_fake)) == 8 and len(d_fake.features) == 8
+    loss = HingeLoss().g_loss(d_fake) + feature_matching_loss(d_real, d_fake) + HingeLoss().d_loss(d_real, d_fake)
+    loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in d.parameters())
+    assert isinstance(build_discriminators("msd", ndf=4, max_channels=32), MultiScaleDiscriminator)
+    assert list(build_discriminators("mrd+msd", ndf=4, max_channels=32, mrd_channels=4).discriminators) == \
+        ["mrd", "msd"]
+
+
+def test_each_generator_gets_its_own_discriminator_unless_one_is_named():
+    assert SpeechConfig().generator == "melgan"  # the default, until vocos wins a measured comparison
+    assert SpeechConfig().discriminators == "msd"
+    assert SpeechConfig(generator="vocos").discriminators == "mpd+mrd"
+    assert SpeechConfig(generator="vocos", discriminator="msd").discriminators == "msd"
+    # an export written before the key existed has no `generator`: it loads as the melgan it was
+    assert section_from_dict(SpeechConfig, {"ngf": 4}, "old.json").generator == "melgan"
+
+
+# ---- through the CLI ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vocos_run(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from mmgan.cli import build_cli
+
+    run = tmp_path_factory.mktemp("vocos") / "run"
+    result = CliRunner().invoke(build_cli(), vocos_args(run, extra=["train.sample_every=3", "speech.stft_weight=1"]),
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_a_vocos_run_trains_exports_and_vocodes(vocos_run, tmp_path, cli_run):
+    record = read_metrics(vocos_run)[-1]
+    for key in ("speech/d/adv", "speech/g/adv", "speech/g/fm", "speech/g/mel", "speech/g/stft"):
+        assert np.isfinite(record[key]), (key, record)
+    assert (vocos_run / "samples" / "speech" / "step_000003.wav").is_file()
+    exported = json.loads((vocos_run / "export" / "speech.json").read_text())
+    assert exported["config"]["generator"] == "vocos"
+    generator, config = load_generator(vocos_run, "speech")
+    assert config.generator == "vocos" and isinstance(generator.heads["speech"], ISTFTHead)
+
+    wave = 0.5 * np.sin(2 * np.pi * 220 * np.arange(HOP * 40) / 22050).astype(np.float32)
+    write_wav(tmp_path / "in.wav", wave, 22050)
+    result = cli_run("vocode", vocos_run, tmp_path / "in.wav", "-o", tmp_path / "out.wav")
+    assert result.exit_code == 0, result.output
+    assert len(read_wav(tmp_path / "out.wav")) == HOP * 40
+    np.save(tmp_path / "mel.npy", read_mel_input(tmp_path / "in.wav").numpy())  # the mel of the 16-bit file
+    result = cli_run("vocode", vocos_run, tmp_path / "mel.npy", "-o", tmp_path / "out2.wav", "--chunk-frames", "7")
+    assert result.exit_code == 0, result.output
+    assert np.allclose(read_wav(tmp_path / "out2.wav"), read_wav(tmp_path / "out.wav"), atol=2e-4)
+    # speech is conditional: `mmgan generate` refuses it in one line, as for melgan
+    assert_one_line_error(cli_run("generate", vocos_run, "-n", "2", "-o", tmp_path / "g.wav"), "conditional")
+
+
+def test_chunked_vocos_vocoding_equals_unchunked(vocos_run):
+    generator, _ = load_generator(vocos_run, "speech")
+    mel = torch.randn(80, 300) - 5
+    whole = vocode(generator, mel, chunk_frames=10_000)
+    assert whole.shape == (300 * HOP,)
+    for chunk in (7, 64, 299):
+        assert torch.allclose(vocode(generator, mel, chunk_frames=chunk), whole, atol=1e-5), chunk
+
+
+def test_a_short_vocos_training_lowers_the_mel_loss(tmp_path, cli_run):
+    # the whole GAN objective (hinge, feature matching, mel L1 x 45) with the MPD alone: seconds on a CPU
+    run = tmp_path / "run"
+    result = cli_run(*vocos_args(run, steps=20, batch_size=4, extra=[
+        "speech.discriminator=mpd", "train.lr_g=2e-3", "train.sample_every=1000", "train.checkpoint_every=1000"]))
+    assert result.exit_code == 0, result.output
+    mel = [r["speech/g/mel"] for r in read_metrics(run) if "speech/g/mel" in r]
+    assert len(mel) == 20
+    assert np.mean(mel[-5:]) < 0.9 * np.mean(mel[:5]), mel
+
+
+@pytest.mark.parametrize(("setting", "fragment"), [
+    ("speech.generator=hifigan", "generator must be melgan or vocos, got 'hifigan'"),
+    ("speech.discriminator=mpd+mpd", "discriminator must be msd, mpd, mrd"),
+    ("speech.discriminator=wavenet", "got 'wavenet'"),
+    ("speech.mpd_channels=0", "mpd_channels must be between 1 and 1024, got 0"),
+    ("speech.mrd_channels=4096", "mrd_channels must be between 1 and 1024, got 4096"),
+])
+def test_vocos_config_mistakes_are_one_line(setting, fragment, tmp_path, cli_run):
+    assert_one_line_error(cli_run(*vocos_args(tmp_path / "run", extra=[setting])), "[speech]", fragment)
