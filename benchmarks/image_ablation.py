@@ -63,6 +63,8 @@ VARIANTS: dict[str, list[str]] = {
     "r1": ["image.r1_gamma=1.0"],
     "diffaug": ["image.augment=color,translation,cutout"],
     "hinge": ["train.loss=hinge"],
+    # the EMA generator (BatchNorm statistics recomputed for it) instead of the image default's live one
+    "ema999": ["train.ema_decay=0.999"],
 }
 FORMS = ("best", "ema", "ema-copied", "ema-recal", "live", "live-recal", "ema-batch")
 

@@ -13,7 +13,10 @@ from mmgan.cli import build_cli
 from mmgan.plugins import get_modality
 
 # DCGAN at 32x32 with narrow layers and a narrow trunk: the real networks, sized for a CPU test.
-TINY_CORE = ["trunk.width=32", "trunk.depth=1", "train.log_every=1", "train.num_samples=16", "train.eval_every=0"]
+# fp32 pinned: with train.mixed_precision=auto an image run would train in bf16 on hosts with native bf16
+# and in fp32 elsewhere, and the suite must mean the same on every host (tests/test_precision.py tests auto)
+TINY_CORE = ["trunk.width=32", "trunk.depth=1", "train.log_every=1", "train.num_samples=16", "train.eval_every=0",
+             "train.mixed_precision=no"]
 TINY = ["image.image_size=32", "image.ngf=8", "image.ndf=8", "image.nz=16", *TINY_CORE]
 
 
