@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from mmgan import __version__
-from mmgan.errors import MMGANError, PluginError
+from mmgan.errors import MMGANError, PluginError, first_line
 from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager
 
 
@@ -40,8 +40,8 @@ class MMGANGroup(click.Group):
         except Exception as exc:
             if VERBOSE.on:
                 raise
-            first = (str(exc).splitlines() or [""])[0]
-            raise click.ClickException(f"{type(exc).__name__}: {first} (rerun with -v for the traceback)") from None
+            raise click.ClickException(f"{type(exc).__name__}: {first_line(exc)} (rerun with -v for the traceback)"
+                                       ) from None
 
 
 class VERBOSE:

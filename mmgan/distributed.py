@@ -37,7 +37,7 @@ import torch.distributed.nn.functional as dist_fn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmgan.errors import ConfigError, MMGANError
+from mmgan.errors import ConfigError, MMGANError, first_line
 
 
 def _distributed() -> bool:
@@ -350,6 +350,6 @@ def _from_collective(exc: BaseException) -> bool:
 
 def _first_line(exc: BaseException | None) -> str:
     """torch's message without its source location and advice: "Connection closed by peer [10.0.0.2]:1234"."""
-    text = (str(exc).splitlines() or [""])[0] if exc is not None else ""
+    text = first_line(exc)
     text = re.sub(r"^\[[^\]]*\.(cc|cpp|hpp|h):\d+\]\s*", "", text)
     return text.split(". This is typically")[0].strip()

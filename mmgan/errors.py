@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException | None) -> str:
+    """The first line of an exception's message (torch's errors run to many lines): for one-line errors."""
+    return (str(exc).splitlines() or [""])[0] if exc is not None else ""
+
+
 class MMGANError(Exception):
     """A problem the user can fix (bad input, bad config, missing file); never a bug in mmgan."""
 

@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from mmgan import __version__, checkpoint
-from mmgan.errors import CheckpointError, StorageError
+from mmgan.errors import CheckpointError, StorageError, first_line
 from mmgan.files import describe_os_error, free_bytes, tree_bytes
 
 log = logging.getLogger("mmgan")
@@ -86,10 +86,9 @@ def state_bytes(module: nn.Module) -> int:
 def _write_failure(staging: Path, exc: Exception) -> str:
     if isinstance(exc, OSError):
         return describe_os_error(staging, exc)
-    first = (str(exc).splitlines() or [""])[0]
     free = free_bytes(staging.parent)
     left = "" if free is None else f" ({free / 2**20:.1f} MiB free there)"
-    return f"cannot write {staging}: {type(exc).__name__}: {first}{left}"
+    return f"cannot write {staging}: {type(exc).__name__}: {first_line(exc)}{left}"
 
 
 def _raise_everywhere(acc: Accelerator, problem: str | None, run_dir: Path, staging: Path | None = None) -> None:
@@ -153,9 +152,8 @@ def check_random_states(accelerator: Accelerator, directory: Path) -> None:
         if not isinstance(states, dict) or "torch_manual_seed" not in states:
             raise ValueError("not a random-state dictionary")
     except Exception as exc:  # torch.load refuses pickles that would run code: that lands here too
-        first = (str(exc).splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read random states {path}: {type(exc).__name__}: {first}; delete the file "
-                              "to resume with fresh random states (not an exact resume)") from None
+        raise CheckpointError(f"cannot read random states {path}: {type(exc).__name__}: {first_line(exc)}; delete "
+                              "the file to resume with fresh random states (not an exact resume)") from None
 
 
 def noise_seed(seed: int, rank: int) -> int:
