@@ -1,0 +1,45 @@
+"""``mmgan vocode``, the speech plugin's command: registered by ``SpeechPlugin.mmgan_register_commands``.
+
+Imported when the CLI starts (``mmgan --help`` included), so torch and the networks are imported inside
+the command, not here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+NAME = "speech"
+
+
+def register_vocode_command(cli: click.Group) -> None:
+    """``mmgan vocode``: a waveform from a .wav or a log-mel .npy with a run's vocoder."""
+
+    @cli.command("vocode")
+    @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+    @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
+    @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .wav file.")
+    @click.option("--chunk-frames", type=int, default=1024, show_default=True, help="Mel frames per chunk.")
+    @click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept.")
+    def vocode_command(run_dir: Path, source: Path, output: Path, chunk_frames: int, last: bool) -> None:
+        """Waveform from INPUT (a .wav: copy synthesis; a .npy log-mel (80, frames)) with RUN's vocoder."""
+        from mmgan.files import check_writable
+        from mmgan.inference import load_generator, pick_modality
+        from mmgan_speech.audio import write_wav_stream
+        from mmgan_speech.mel import MelConfig
+        from mmgan_speech.networks import remove_weight_norm
+        from mmgan_speech.vocode import read_mel_input, vocode_chunks
+
+        if chunk_frames < 1:
+            raise click.ClickException(f"--chunk-frames must be positive, got {chunk_frames}")
+        if output.is_dir():
+            raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'out.wav'}")
+        check_writable(output)  # before the work, not after it
+        generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME), last=last)
+        remove_weight_norm(generator)
+        mel = read_mel_input(source)
+        chunks = vocode_chunks(generator, mel, chunk_frames=chunk_frames, progress=True)
+        sample_rate = MelConfig().sample_rate
+        samples = write_wav_stream(output, chunks, sample_rate)
+        click.echo(f"wrote {output} ({samples / sample_rate:.2f} s)")
