@@ -15,6 +15,7 @@ than learn from a clip that silently stops early.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import struct
@@ -31,22 +32,40 @@ import scipy.signal
 from mmgan.errors import DataError
 from mmgan.files import atomic_path
 
-__all__ = ["is_silent", "peak_normalize", "read_wav", "read_wav_bytes", "wav_bytes", "write_wav"]
+__all__ = [
+    "WavBlocks",
+    "is_silent",
+    "peak_normalize",
+    "read_wav",
+    "read_wav_bytes",
+    "wav_bytes",
+    "write_wav",
+    "write_wav_stream",
+]
 
 _EXPECTED = "expected a PCM (8/16/24/32-bit) or float WAV file"
 
 
 MIN_RATE, MAX_RATE = 4_000, 384_000
+logger = logging.getLogger(__name__)
 
-def _load(path: Path | str, source: Path | BinaryIO | None = None) -> tuple[int, np.ndarray]:
+
+class _Unmappable(Exception):
+    """scipy cannot memory-map this file's samples (3-, 5-, 6- or 7-byte containers, 24-bit PCM above all)."""
+
+
+def _load(path: Path | str, source: Path | BinaryIO | None = None, mmap: bool = False) -> tuple[int, np.ndarray]:
     """scipy's read of ``source`` (default: the file ``path``), with every failure (and its truncation
-    warning) turned into one DataError line naming ``path``."""
+    warning) turned into one DataError line naming ``path``. ``mmap``: the samples as a read-only map
+    (the header checked, nothing decoded), or :class:`_Unmappable` where scipy cannot map them."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scipy.io.wavfile.WavFileWarning)
         try:
-            rate, data = scipy.io.wavfile.read(path if source is None else source, mmap=False)
+            rate, data = scipy.io.wavfile.read(path if source is None else source, mmap=mmap)
         except ValueError as err:
             message = (str(err).splitlines() or [type(err).__name__])[0].rstrip(".")
+            if mmap and "not compatible" in message:
+                raise _Unmappable(message) from None
             if message.startswith(("File format", "Not a WAV file")):
                 raise DataError(f"{path}: not a WAV file ({message}); {_EXPECTED}") from err
             if "format" in message or "bit depth" in message:
@@ -101,22 +120,144 @@ def read_wav_bytes(data: bytes, name: str, sample_rate: int = 22050) -> np.ndarr
     return _decoded(name, *_load(name, io.BytesIO(data)), sample_rate)
 
 
-def _decoded(path: Path | str, rate: int, data: np.ndarray, sample_rate: int) -> np.ndarray:
-    if data.size == 0:
+def _check_decodable(path: Path | str, rate: int, size: int) -> None:
+    if size == 0:
         raise DataError(f"{path}: WAV file holds no samples; expected a non-empty clip")
     if not MIN_RATE <= rate <= MAX_RATE:
         # a corrupt header's rate would make resampling blow one clip up to hours of audio
         raise DataError(f"{path}: WAV header gives sample rate {rate} Hz; expected {MIN_RATE} to {MAX_RATE} Hz")
+
+
+def _mono(data: np.ndarray, path: Path | str) -> np.ndarray:
+    """Samples in scipy's layout ((samples,) or (samples, channels)) to float64 mono in [-1, 1]."""
     samples = _to_float(data, path)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1)
+    return samples.mean(axis=1) if samples.ndim == 2 else samples
+
+
+def _resample_factors(file_rate: int, sample_rate: int) -> tuple[int, int]:
+    """``(up, down)`` for ``resample_poly``: the reduced fraction, 22050/16000 -> 441/320, 22050/44100 -> 1/2."""
+    common = math.gcd(int(sample_rate), int(file_rate))
+    return sample_rate // common, file_rate // common
+
+
+def _decoded(path: Path | str, rate: int, data: np.ndarray, sample_rate: int) -> np.ndarray:
+    _check_decodable(path, rate, data.size)
+    samples = _mono(data, path)
     if rate != sample_rate:
-        # resample_poly wants the smallest up/down pair: 22050/16000 -> 441/320, 22050/44100 -> 1/2
-        common = math.gcd(int(sample_rate), int(rate))
-        samples = scipy.signal.resample_poly(samples, sample_rate // common, rate // common)
+        samples = scipy.signal.resample_poly(samples, *_resample_factors(rate, sample_rate))
         # the anti-aliasing filter can ring slightly past full scale
         samples = np.clip(samples, -1.0, 1.0)
     return samples.astype(np.float32)
+
+
+class WavBlocks:
+    """A WAV file read a block at a time: ``read(start, stop)`` is ``read_wav(path, sample_rate)[start:stop]``.
+
+    For inputs of any length (``mmgan vocode`` of an hour of audio): memory holds one block, never the file.
+    The header is checked as :func:`read_wav` checks it, with the same one-line DataErrors, and a float
+    file's samples are checked for NaN and infinity before anything is returned. Blocks are read from the
+    file at their offset (``np.fromfile``), not through a memory map: a map's pages, once read, would stay
+    in the process's resident memory. A file at another rate is resampled block by block, each block
+    with the polyphase filter's context on both sides and starting on a multiple of ``down``: every output
+    sample is then the same sum of the same products as in the whole-file ``resample_poly``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], sample_rate: int = 22050) -> None:
+        if sample_rate <= 0:
+            raise ValueError(f"WavBlocks: sample_rate must be positive, got {sample_rate}")
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"{path}: no such file; expected a WAV file")
+        if not path.is_file():
+            raise DataError(f"{path}: not a file; expected a WAV file")
+        self.path, self.sample_rate, self.whole = path, sample_rate, None
+        try:
+            self.rate, mapped = _load(path, mmap=True)
+            # scipy's layout: (samples,) for mono, (samples, channels) otherwise
+            self.channels = 1 if mapped.ndim == 1 else mapped.shape[1]
+            self.dtype, self.offset, self.source_length = mapped.dtype, mapped.offset, mapped.shape[0]
+            self.container = 0  # read in scipy's dtype
+            del mapped
+        except _Unmappable:
+            layout = _packed_layout(path)
+            if layout is None:
+                self.whole = read_wav(path, sample_rate)  # or its one-line error
+                logger.info("%s: packed samples in a RIFX or RF64 file: decoded whole, not in blocks", path)
+                self.rate, self.channels, self.container, self.offset = sample_rate, 1, 0, 0
+                self.dtype, self.source_length = self.whole.dtype, len(self.whole)
+            else:
+                self.rate, self.channels, self.container, self.offset, self.source_length = layout
+                self.dtype = np.dtype("<i4" if self.container == 3 else "<i8")  # how scipy widens packed PCM
+        _check_decodable(path, self.rate, self.source_length * self.channels)
+        self.up, self.down = _resample_factors(self.rate, sample_rate)
+        self.length = -(-self.source_length * self.up // self.down)
+        # resample_poly's filter reaches half_len samples of the upsampled signal either side
+        self.half_len = 10 * max(self.up, self.down)
+        if self.dtype.kind == "f" and self.whole is None:
+            for start in range(0, self.source_length, 1 << 20):
+                self._source(start, start + (1 << 20))  # raises on NaN or infinity, before any work
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)`` (clamped to the clip) as float32 mono at ``sample_rate``."""
+        start, stop = max(0, start), min(self.length, stop)
+        if stop <= start:
+            return np.zeros(0, np.float32)
+        if self.up == self.down:
+            return self._source(start, stop).astype(np.float32)
+        up, down = self.up, self.down
+        # output n sums input k for |n * down - k * up| <= half_len; the block starts on a multiple of down
+        # so that its outputs are the whole file's from a * up / down on
+        first = max(0, ((start * down - self.half_len) // up - 1) // down * down)
+        last = min(self.source_length, -(-(stop * down + self.half_len) // up) + 1)
+        shift = first // down * up
+        samples = scipy.signal.resample_poly(self._source(first, last), up, down)[start - shift : stop - shift]
+        return np.clip(samples, -1.0, 1.0).astype(np.float32)
+
+    def _source(self, start: int, stop: int) -> np.ndarray:
+        """The file's samples ``[start, stop)`` at its own rate: float64 mono in [-1, 1], as read_wav decodes."""
+        start, stop = max(0, start), min(self.source_length, stop)
+        if self.whole is not None:
+            return self.whole[start:stop].astype(np.float64)
+        width = self.container or self.dtype.itemsize
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset + start * width * self.channels)
+            count = (stop - start) * self.channels * (1 if not self.container else width)
+            raw = np.fromfile(handle, dtype=self.dtype if not self.container else np.uint8, count=count)
+        if self.container:
+            # scipy's reading of packed PCM: the bytes at the top of a wider little-endian integer
+            wide = np.zeros((raw.size // width, self.dtype.itemsize), np.uint8)
+            wide[:, -width:] = raw.reshape(-1, width)
+            raw = wide.view(self.dtype).reshape(-1)
+        if raw.size != (stop - start) * self.channels:
+            raise DataError(f"{self.path}: truncated WAV file (it changed or shrank while being read); re-copy it")
+        return _mono(raw if self.channels == 1 else raw.reshape(-1, self.channels), self.path)
+
+
+def _packed_layout(path: Path) -> tuple[int, int, int, int, int] | None:
+    """``(rate, channels, bytes per sample, data offset, samples per channel)`` of a little-endian RIFF WAV
+    file whose PCM samples scipy cannot map (3-byte 24-bit ones above all): scipy has read and accepted its
+    header up to the data chunk. None for anything else (RIFX, RF64, a data chunk past the end of the
+    file): :func:`read_wav` decodes those whole, or says in one line what is wrong with them."""
+    fmt = None
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        while head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                break
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"fmt ":
+                fmt = handle.read(16)
+                handle.seek(size + (size & 1) - 16, os.SEEK_CUR)
+            elif name == b"data" and fmt is not None and len(fmt) == 16:
+                channels, rate, _, block_align = struct.unpack("<HIIH", fmt[2:14])
+                offset, width = handle.tell(), block_align // max(channels, 1)
+                if channels and width in (3, 5, 6, 7) and offset + size <= path.stat().st_size:
+                    return rate, channels, width, offset, size // block_align
+                break
+            else:
+                handle.seek(size + (size & 1), os.SEEK_CUR)
+    return None
 
 
 def write_wav(path: str | os.PathLike[str], wave: np.ndarray, sample_rate: int) -> None:

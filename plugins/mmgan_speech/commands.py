@@ -6,6 +6,7 @@ the command, not here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -20,16 +21,34 @@ def register_vocode_command(cli: click.Group) -> None:
     @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
     @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
     @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .wav file.")
-    @click.option("--chunk-frames", type=int, default=1024, show_default=True, help="Mel frames per chunk.")
+    @click.option(
+        "--chunk-frames",
+        type=int,
+        default=1024,
+        show_default=True,
+        help="Mel frames per chunk (memory, not output: each chunk sees the generator's receptive field).",
+    )
     @click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept.")
-    def vocode_command(run_dir: Path, source: Path, output: Path, chunk_frames: int, last: bool) -> None:
+    @click.option(
+        "--precision",
+        type=click.Choice(["fp32", "bf16", "auto"]),
+        default="fp32",
+        show_default=True,
+        help="bf16: the generator under bf16 autocast (its inverse STFT stays fp32); auto: bf16 where the CPU "
+        "computes it natively.",
+    )
+    def vocode_command(
+        run_dir: Path, source: Path, output: Path, chunk_frames: int, last: bool, precision: str
+    ) -> None:
         """Waveform from INPUT (a .wav: copy synthesis; a .npy log-mel (80, frames)) with RUN's vocoder."""
+        import torch
+
         from mmgan.files import check_writable
         from mmgan.inference import load_generator, pick_modality
         from mmgan_speech.audio import write_wav_stream
         from mmgan_speech.mel import MelConfig
         from mmgan_speech.networks import remove_weight_norm
-        from mmgan_speech.vocode import read_mel_input, vocode_chunks
+        from mmgan_speech.vocode import read_mel_input, resolve_precision, vocode_chunks
 
         if chunk_frames < 1:
             raise click.ClickException(f"--chunk-frames must be positive, got {chunk_frames}")
@@ -38,8 +57,19 @@ def register_vocode_command(cli: click.Group) -> None:
         check_writable(output)  # before the work, not after it
         generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME), last=last)
         remove_weight_norm(generator)
+        precision = resolve_precision(precision, torch.device("cpu"))  # load_generator loads on the CPU
         mel = read_mel_input(source)
-        chunks = vocode_chunks(generator, mel, chunk_frames=chunk_frames, progress=True)
+        chunks = vocode_chunks(generator, mel, chunk_frames=chunk_frames, progress=True, precision=precision)
+
+        def finite(pieces: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+            for piece in pieces:
+                if not torch.isfinite(piece).all():
+                    hint = "; try --precision fp32" if precision == "bf16" else ""
+                    raise click.ClickException(
+                        f"{source}: the vocoder made NaN or infinite samples in {precision}{hint}"
+                    )
+                yield piece
+
         sample_rate = MelConfig().sample_rate
-        samples = write_wav_stream(output, chunks, sample_rate)
-        click.echo(f"wrote {output} ({samples / sample_rate:.2f} s)")
+        samples = write_wav_stream(output, finite(chunks), sample_rate)
+        click.echo(f"wrote {output} ({samples / sample_rate:.2f} s, {precision})")
