@@ -9,16 +9,18 @@ Both parts run in one process, interleaved (round-robin blocks, order rotated ea
 A. Vocoding the log-mel of a held-out built-in clip (SpeechLikeDataset(seed=1).clip(0, --seconds)), weight norm
    removed, under torch.inference_mode; real-time factor = seconds of audio / seconds of compute:
      mmgan        what `mmgan vocode` does after reading its input: load_generator, remove_weight_norm, vocode()
-                  with its default chunking (from --run, else an untrained default generator exported here)
+                  with its default chunking (from --run, else an untrained melgan generator exported here)
      bare         the same weights in MelStem -> LatentTrunk -> MelGANHead, one forward over the whole mel
      melgan-paper the same weights in MelStem -> MelGANHead (no trunk): the paper's generator, one forward
      vocos        `mmgan vocode` of a vocos run (speech.generator=vocos; from --vocos-run, else untrained)
      vocos-bare   the same weights in VocosStem -> LatentTrunk -> ISTFTHead, one forward
 B. One training step at --batch x --segment samples (D hinge step, then G hinge + 10 FM + 45 mel L1 step, D frozen):
-     mmgan        Trainer.train_step of the default speech run (Accelerate, plugin hooks, EMA)
+     mmgan        Trainer.train_step of a melgan run (its recipe: Accelerate, plugin hooks, EMA)
      bare         the same networks, losses and Adam (1e-4, (0.5, 0.9)) in a hand-written loop
-     vocos        Trainer.train_step of the vocos run (its own discriminators: mpd+mrd)
-     vocos-bare   the vocos networks and the same losses and Adam in the hand-written loop
+     vocos        Trainer.train_step of the default speech run, vocos (its own discriminators: mpd+mrd; a GAN
+                  step: the default's reconstruction warm-up steps run no D and cost far less)
+     vocos-bare   the vocos networks and the same losses in the hand-written loop (without the default's
+                  MR-STFT term, which the mmgan row includes)
 mmgan / bare is the framework's overhead (in A: chunking included); bare / melgan-paper is the trunk's cost;
 vocos / mmgan is what the frame-rate generator gains. --set applies to both runs (trunk sizes, say).
 """
@@ -223,13 +225,18 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="mmgan-bench-") as tmp:
         trainers, configs = {}, {}
-        kinds = {"mmgan": (args.run, []), "vocos": (args.vocos_run, ["speech.generator=vocos"])}
+        # each generator at its own default: melgan as its recipe (examples/configs/speech-melgan.toml: the
+        # core's 2-block trunk, no MR-STFT term), vocos as the speech default (8 blocks); both timed as GAN
+        # steps (a warm-up step of the default's speech.adversarial_start runs no discriminator at all)
+        kinds = {"mmgan": (args.run, ["trunk.depth=2", "speech.stft_weight=0"], ["speech.generator=melgan"]),
+                 "vocos": (args.vocos_run, [], ["speech.generator=vocos"])}
         if args.no_vocos:
             del kinds["vocos"]
-        for kind, (given, extra) in kinds.items():
+        for kind, (given, recipe, extra) in kinds.items():
             if args.train_rounds > 0 or given is None:
-                overrides = [f"speech.segment_length={args.segment}",
-                             f"train.mixed_precision={'bf16' if args.bf16 else 'no'}", *args.overrides, *extra]
+                overrides = [f"speech.segment_length={args.segment}", "speech.adversarial_start=0",
+                             f"train.mixed_precision={'bf16' if args.bf16 else 'no'}", *recipe, *args.overrides,
+                             *extra]
                 configs[kind] = resolve(mmgan.plugins.get_modality, plugins=["speech"], out=os.path.join(tmp, kind),
                                         steps=10**6, batch_size=args.batch, seed=SEED, overrides=overrides)
                 torch.manual_seed(SEED)

@@ -67,8 +67,9 @@ def __dir__() -> list[str]:
 # 1: the first published contract. 2: mmgan_register_config, mmgan_register_metrics, LossContext.rng and
 # .settings, ModalityPlugin, <modality>.select_by and trunk_depth. 3: Modality.bf16 (train.mixed_precision=auto),
 # LossContext.adversarial and DiscriminatorInactive (<modality>.adversarial_start), StorageError and writing,
-# mmgan_report_section with ReportContext, ReportSection, ReportGroup and ReportItem.
-CONTRACT_VERSION = 3
+# mmgan_report_section with ReportContext, ReportSection, ReportGroup and ReportItem. 4: Modality.trunk_defaults
+# and Modality.legacy_values; --init-trunk takes a trunk of another depth (the blocks both have).
+CONTRACT_VERSION = 4
 
 __all__ = [
     "CONTRACT_VERSION", "__version__", "AdversarialLoss", "atomic_path", "check_int", "CheckpointError",

@@ -137,38 +137,47 @@ def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str,
     """Defaults for a run of these modalities (and the plugins' own sections), including the modalities'
     suggested training settings.
 
-    Where modalities suggest different values, the longest ``steps`` wins and, for any other key, the
-    first modality named (``--plugin`` order); the conflict is logged (``log_conflicts``; ``resolve``
-    logs it after the config file and flags, and only where they left the suggested value in place).
+    Where modalities suggest different values, the longest ``steps`` and the deepest ``trunk.depth`` win
+    and, for any other key, the first modality named (``--plugin`` order); the conflict is logged
+    (``log_conflicts``; ``resolve`` logs it after the config file and flags, and only where they left
+    the suggested value in place).
     """
     mods = list(modalities)
     config = RunConfig(modalities={m.name: m.config_class() for m in mods},
                        plugins={name: cls() for name, cls in (plugin_sections or {}).items()})
     config.run.modalities = [m.name for m in mods]
-    chosen, _ = suggested_train_values(mods)
-    for key, (value, _) in chosen.items():
-        set_value(config, f"train.{key}", value)
+    for section in ("train", "trunk"):
+        chosen, _ = suggested_values(mods, section)
+        for key, (value, _) in chosen.items():
+            set_value(config, f"{section}.{key}", value)
     if log_conflicts:
         log_suggestion_conflicts(config, mods)
     return config
 
 
-def suggested_train_values(mods: Sequence[Modality]) -> tuple[dict[str, tuple[Any, str]], dict[str, str]]:
-    """The ``[train]`` values the modalities suggest (value, modality) and, per key where they differ,
-    a sentence on the conflict."""
+# per section, the suggested key where the largest suggestion wins: the longest run, the deepest trunk (a
+# modality goes through the first <modality>.trunk_depth blocks, so a deeper trunk serves a shallower one)
+LARGEST_WINS = {"train": "steps", "trunk": "depth"}
+
+
+def suggested_values(mods: Sequence[Modality], section: str = "train"
+                     ) -> tuple[dict[str, tuple[Any, str]], dict[str, str]]:
+    """The ``[train]`` (``Modality.train_defaults``) or ``[trunk]`` (``Modality.trunk_defaults``) values the
+    modalities suggest, as (value, modality), and, per key where they differ, a sentence on the conflict."""
     chosen: dict[str, tuple[Any, str]] = {}
     conflicts: dict[str, str] = {}
     for modality in mods:
-        for key, value in modality.train_defaults.items():
+        for key, value in getattr(modality, f"{section}_defaults").items():
             if key not in chosen:
                 chosen[key] = (value, modality.name)
                 continue
             if value == chosen[key][0]:
                 continue
-            keep = max(chosen[key], (value, modality.name)) if key == "steps" else chosen[key]
+            keep = max(chosen[key], (value, modality.name)) if key == LARGEST_WINS.get(section) else chosen[key]
             hint = f" (per modality: --set {modality.name}.batch_size={value})" if key == "batch_size" else ""
-            conflicts[key] = (f"modalities suggest different train.{key} ({chosen[key][1]}: {chosen[key][0]!r}, "
-                              f"{modality.name}: {value!r}); using {keep[0]!r}{hint}")
+            conflicts[f"{section}.{key}"] = (f"modalities suggest different {section}.{key} ({chosen[key][1]}: "
+                                             f"{chosen[key][0]!r}, {modality.name}: {value!r}); "
+                                             f"using {keep[0]!r}{hint}")
             chosen[key] = keep
     return chosen, conflicts
 
@@ -176,10 +185,12 @@ def suggested_train_values(mods: Sequence[Modality]) -> tuple[dict[str, tuple[An
 def log_suggestion_conflicts(config: RunConfig, mods: Sequence[Modality]) -> None:
     """Log the modalities' conflicting suggestions that decided a value of the final config (a value
     the config file or a flag set says nothing: the message would contradict the saved config)."""
-    chosen, conflicts = suggested_train_values(mods)
-    for key, message in conflicts.items():
-        if getattr(config.train, key) == chosen[key][0]:
-            log.info("%s", message)
+    for section in ("train", "trunk"):
+        chosen, conflicts = suggested_values(mods, section)
+        for key, message in conflicts.items():
+            name = key.split(".", 1)[1]
+            if getattr(config.section(section), name) == chosen[name][0]:
+                log.info("%s", message)
 
 
 def set_value(config: RunConfig, key: str, value: Any) -> None:
@@ -269,6 +280,10 @@ def validate(config: RunConfig) -> None:
                 raise ConfigError(f"{name}.{key} must be >= 0 (0: train.{key}), got {getattr(section, key)}")
         if section.trunk_depth < -1:
             raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or >= 0, got {section.trunk_depth}")
+        held_out = getattr(section, "eval_data", "")
+        if held_out and not held_out.startswith("builtin:") and "{" not in held_out and not Path(held_out).exists():
+            raise ConfigError(f"{name}.eval_data: {held_out} does not exist (a folder, file or shards of held-out "
+                              "data; empty: the training data)")
         try:
             check_schedule(name, section)
         except ValueError as exc:
@@ -298,9 +313,11 @@ LEGACY_MODALITY_VALUES: dict[str, Any] = {"trunk_depth": -1}
 LEGACY_TRUNK_VALUES: dict[str, Any] = {"residual": "plain"}
 
 
-def legacy_modality_values(section: Mapping[str, Any]) -> dict[str, Any]:
-    """The values a modality section written before some keys existed meant by leaving them out."""
-    return {key: value for key, value in LEGACY_MODALITY_VALUES.items() if key not in section}
+def legacy_modality_values(section: Mapping[str, Any], modality: Modality | None = None) -> dict[str, Any]:
+    """The values a modality section written before some keys existed meant by leaving them out: core's
+    (``LEGACY_MODALITY_VALUES``) and the modality's own (``Modality.legacy_values``)."""
+    legacy = {**LEGACY_MODALITY_VALUES, **(modality.legacy_values if modality is not None else {})}
+    return {key: value for key, value in legacy.items() if key not in section}
 
 
 def legacy_trunk_values(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -337,7 +354,7 @@ def resolve(
             raise CheckpointError(f"run {resume_dir} has no config.toml: nothing to resume")
         file_data, origin = read_toml(saved), str(saved)
         for name in modalities_in(file_data):
-            file_data.setdefault(name, {}).update(legacy_modality_values(file_data.get(name, {})))
+            file_data.setdefault(name, {}).update(legacy_modality_values(file_data.get(name, {}), lookup(name)))
         file_data.setdefault("trunk", {}).update(legacy_trunk_values(file_data.get("trunk", {})))
         if plugins and list(plugins) != modalities_in(file_data):
             raise ConfigError(f"--plugin {' '.join(plugins)} differs from the resumed run's "

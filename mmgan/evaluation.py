@@ -139,7 +139,8 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
                     num_samples: int | None = None, batch_size: int = 250, seed: int = 0,
                     device: torch.device | str = "cpu", options: dict[str, Any] | None = None,
                     pm: pluggy.PluginManager | None = None, last: bool = False) -> EvalContext:
-    """An ``EvalContext`` for a run's exported generator; ``data`` defaults to the run's own source and
+    """An ``EvalContext`` for a run's exported generator; ``data`` defaults to the run's held-out source
+    (``<modality>.eval_data``), else its training source, and
     ``num_samples`` to the run's ``<modality>.eval_samples``, else the modality's ``eval_samples``. The
     generator is the run's best export (``<modality>.select_by``) if it kept one and ``last`` is false."""
     from mmgan.inference import load_generator, pick_modality
@@ -153,9 +154,10 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
     if num_samples < 1 or batch_size < 1:
         raise MetricError(f"-n and --batch-size must be positive, got {num_samples} and {batch_size}")
     device = torch.device(device)
+    held_out = data or getattr(config, "eval_data", "") or config.data
     return EvalContext(modality=get_modality(name, pm), config=config,
                        generator=ModalityGenerator(generators, name).to(device).eval(),
-                       data=data or config.data, num_samples=num_samples, batch_size=batch_size, seed=seed,
+                       data=held_out, num_samples=num_samples, batch_size=batch_size, seed=seed,
                        device=device, options=dict(options or {}), pm=pm)
 
 

@@ -41,7 +41,7 @@ def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager 
     origin = f"{export_dir_of(run_dir, modality, last)}/{modality}.json"
     values = meta.get("config", {})
     if isinstance(values, dict):
-        values = {**values, **legacy_modality_values(values)}
+        values = {**values, **legacy_modality_values(values, get_modality(modality, pm))}
     config = section_from_dict(get_modality(modality, pm).config_class, values, origin)
     trunk_values = meta.get("trunk", {})
     if isinstance(trunk_values, dict):

@@ -25,6 +25,9 @@ class ModalityConfig:
 
     # the training data: builtin:NAME, a folder, or WebDataset shards (`--data`)
     data: str = ""
+    # held-out data for periodic evaluation, select_by and `mmgan eval` (empty: data, whose plugin then
+    # picks clips or samples it holds out, as far as it can)
+    eval_data: str = ""
     # this modality's adversarial loss (empty: train.loss)
     loss: str = ""
     # this modality's batch per process (0: train.batch_size)
@@ -59,7 +62,12 @@ class Modality:
     ``sample_input(n, config, generator)`` returns inputs for ``n`` samples without real data (used by
     ``mmgan generate``); it may be None for conditional modalities.
     ``train_defaults`` are ``[train]`` settings the modality suggests (its paper's batch size, say);
-    a config file and command-line flags still override them.
+    a config file and command-line flags still override them. ``trunk_defaults`` are ``[trunk]`` settings
+    it suggests the same way (speech: a deeper trunk, its vocoder's backbone); where modalities suggest
+    different values the deepest trunk (and the longest ``steps``) wins, else the first modality named.
+    ``legacy_values`` are what a config section written before one of the modality's keys existed meant
+    by leaving it out (speech: no ``generator`` key means ``"melgan"``), so old runs resume and old exports
+    load as they were trained.
     ``eval_samples`` is how many samples a full evaluation needs (``mmgan eval``'s default ``-n``): 5000
     images for SWD's protocol, a few tens of vocoded clips, which cost seconds each. During training
     ``train.eval_samples`` caps it.
@@ -73,6 +81,8 @@ class Modality:
     train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     eval_samples: int = 5000
     bf16: bool = False
+    trunk_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    legacy_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

@@ -26,7 +26,8 @@ TINY_SETTINGS = ("trunk.width=32", "trunk.depth=1", "train.log_every=1", "train.
                  "train.sample_every=2", "train.checkpoint_every=2", "train.eval_every=0")
 TINY_MODALITY_SETTINGS = {
     "image": ("image.image_size=32", "image.ngf=8", "image.ndf=8", "image.nz=16"),
-    "speech": ("speech.segment_length=2048", "speech.ngf=8", "speech.ndf=4", "speech.disc_channels=64"),
+    "speech": ("speech.segment_length=2048", "speech.mpd_channels=2", "speech.mrd_channels=2",
+               "speech.adversarial_start=0"),
 }
 
 

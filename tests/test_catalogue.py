@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, TINY_CORE, assert_one_line_error, read_metrics, tiny_args
+from conftest import SPEECH_TINY, TINY, TINY_CORE, assert_one_line_error, read_metrics, tiny_args
 from PIL import Image
 
 from mmgan import checkpoint
@@ -36,7 +36,6 @@ from mmgan_speech.audio import read_wav, write_wav
 from mmgan_speech.datasets import WavFolderDataset
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEECH_TINY = ["speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32"]
 SR = 22050
 
 

@@ -90,3 +90,53 @@ def test_modalities_suggesting_different_train_defaults(caplog):
     config = cfg.default_config([make("a", steps=100, batch_size=64), make("b", steps=300, batch_size=16)])
     assert (config.train.steps, config.train.batch_size) == (300, 64)  # longest steps, first modality's batch
     assert "train.batch_size" in caplog.text
+
+
+def test_modalities_suggest_trunk_settings_and_the_deepest_trunk_wins(caplog):
+    """Modality.trunk_defaults: a speech run builds its vocoder's deeper trunk, an image run keeps the
+    core's, a run of both the deeper one (each goes through its own trunk_depth), and --set wins."""
+    caplog.set_level(logging.INFO, logger="mmgan")
+    from mmgan.modality import Modality, ModalityConfig
+    from mmgan.trunk import TrunkConfig
+
+    def make(name, **trunk):
+        return Modality(name=name, config_class=ModalityConfig, make_input=lambda r, c, g: r, trunk_defaults=trunk)
+
+    assert cfg.default_config([make("a")]).trunk.depth == TrunkConfig().depth
+    assert cfg.default_config([make("a", depth=3), make("b", depth=8, kernel_size=5)]).trunk.depth == 8
+    config = cfg.default_config([make("a", depth=3, kernel_size=3), make("b", depth=8, kernel_size=5)])
+    assert (config.trunk.depth, config.trunk.kernel_size) == (8, 3)  # deepest depth, first modality's kernel
+    assert "trunk.kernel_size" in caplog.text and "trunk.depth" in caplog.text
+    speech = get_modality("speech")
+    assert cfg.resolve(get_modality, plugins=["speech"]).trunk.depth == speech.trunk_defaults["depth"]
+    assert cfg.resolve(get_modality, plugins=["image", "speech"]).trunk.depth == speech.trunk_defaults["depth"]
+    assert cfg.resolve(get_modality, plugins=["image"]).trunk.depth == TrunkConfig().depth
+    assert cfg.resolve(get_modality, plugins=["speech"], overrides=["trunk.depth=3"]).trunk.depth == 3
+    with pytest.raises(ConfigError, match="trunk.nope"):
+        cfg.default_config([make("a", nope=1)])
+
+
+def test_a_section_written_before_a_key_existed_keeps_its_old_meaning(tmp_path):
+    """Modality.legacy_values: a speech run saved before speech.generator existed was a MelGAN, and
+    resumes as one although the default is now vocos."""
+    run = tmp_path / "old"
+    config = cfg.resolve(get_modality, plugins=["speech"], out=run, overrides=["speech.generator=melgan"])
+    run.mkdir()
+    text = cfg.to_toml(config)
+    assert 'generator = "melgan"' in text
+    (run / "config.toml").write_text(text.replace('generator = "melgan"\n', ""))
+    assert cfg.resolve(get_modality, resume_dir=run).modalities["speech"].generator == "melgan"
+    assert cfg.resolve(get_modality, plugins=["speech"]).modalities["speech"].generator == "vocos"
+
+
+def test_the_example_speech_recipes_resolve_and_the_long_one_is_the_default_run_longer():
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples" / "configs"
+    default = cfg.resolve(get_modality, plugins=["speech"], out="runs/x").to_dict()
+    long = cfg.resolve(get_modality, config_file=examples / "speech-vocos-2h.toml", out="runs/x").to_dict()
+    differences = {(section, key) for section in default for key in default[section]
+                   if default[section][key] != long[section][key]}
+    assert differences == {("train", "steps")} and long["train"]["steps"] > default["train"]["steps"]
+    melgan = cfg.resolve(get_modality, config_file=examples / "speech-melgan.toml", out="runs/x")
+    assert (melgan.modalities["speech"].generator, melgan.trunk.depth, melgan.train.lr_g) == ("melgan", 2, 1e-4)

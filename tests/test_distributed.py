@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import SPEECH_TINY, read_metrics
 from safetensors.torch import load_file
 
 from mmgan.shards import pack
@@ -20,7 +20,6 @@ from mmgan_image.shards import ImageCodec
 from mmgan_speech.shards import SpeechCodec
 
 WORKER = Path(__file__).with_name("dist_worker.py")
-SPEECH_TINY = ["speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32"]
 TINY = ["image.ngf=8", "image.ndf=8", "image.nz=16", "trunk.width=32", "trunk.depth=1", "train.log_every=1",
         "train.num_samples=4", "train.eval_every=0", *SPEECH_TINY]
 

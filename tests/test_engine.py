@@ -60,7 +60,7 @@ def test_ema_decay_0_samples_the_live_generator(tiny_config, tmp_path):
 
 
 def losses(run_dir):
-    return [{k: v for k, v in rec.items() if k != "steps_per_s"} for rec in read_metrics(run_dir)]
+    return read_metrics(run_dir)  # without the timings
 
 
 def test_resume_reproduces_an_unbroken_run(tiny_config, tmp_path):
@@ -75,9 +75,14 @@ def test_resume_reproduces_an_unbroken_run(tiny_config, tmp_path):
     shutil.rmtree(broken / "checkpoints" / "step_000007")
     shutil.rmtree(broken / "checkpoints" / "step_000006")
     assert len(read_metrics(broken)) == 7
+    timed = read_metrics(broken, timing=True)
     resumed = Trainer(tiny_config(broken, steps=8, extra=extra, batch_size=16), resume=True, progress=False)
     assert resumed.step == 3
+    # the seconds spent in training steps continue from the checkpoint's count, not from 0
+    assert resumed.train_seconds == pytest.approx(timed[2]["train_s"], abs=2e-3)
     resumed.fit()
+    seconds = [r["train_s"] for r in read_metrics(broken, timing=True)]
+    assert all(b > a for a, b in zip(seconds[3:], seconds[4:], strict=False)) and seconds[3] > timed[2]["train_s"]
 
     expected, got = losses(full), losses(broken)
     assert [r["step"] for r in got] == list(range(1, 9))

@@ -1,9 +1,11 @@
 """The speech plugin end to end: training steps, samples, vocode (chunked == unchunked), multi-task."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TINY_CORE, assert_one_line_error, read_metrics
+from conftest import SPEECH_TINY, TINY, TINY_CORE, assert_one_line_error, read_metrics
 
 from mmgan import config as cfg
 from mmgan.engine import Trainer
@@ -15,7 +17,6 @@ from mmgan_speech.networks import remove_weight_norm
 from mmgan_speech.vocode import read_mel_input, vocode
 
 # MelGAN's real layers, narrowed for a CPU test: 2048-sample segments = 8 mel frames
-SPEECH_TINY = ["speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32"]
 
 
 def speech_args(out, steps=2, extra=()):
@@ -136,6 +137,36 @@ def test_init_trunk_seeds_speech_from_an_image_run(tmp_path, cli_run):
                                   "--init-trunk", tmp_path), "no exported generator")
 
 
+def test_init_trunk_between_trunks_of_different_depths(tmp_path):
+    """The image default goes through 2 blocks' trunk, speech suggests 8: a run seeds the other with the
+    blocks both have, in both directions, and the rest keep their initialisation."""
+    shallow = tmp_path / "img"
+    config = cfg.resolve(get_modality, plugins=["image"], out=shallow, steps=2, batch_size=4, overrides=TINY)
+    Trainer(config, progress=False).fit()
+    image_trunk = load_generator(shallow, "image")[0].trunk
+
+    config = cfg.resolve(get_modality, plugins=["speech"], out=tmp_path / "deep", steps=1, batch_size=2,
+                         overrides=[*TINY_CORE, *SPEECH_TINY, "trunk.depth=3", f"run.init_trunk={shallow}"])
+    trainer = Trainer(config, progress=False)
+    trunk = trainer.accelerator.unwrap_model(trainer.G).trunk
+    fresh = Trainer(cfg.resolve(get_modality, plugins=["speech"], out=tmp_path / "fresh", steps=1, batch_size=2,
+                                overrides=[*TINY_CORE, *SPEECH_TINY, "trunk.depth=3"]), progress=False)
+    fresh_trunk = fresh.accelerator.unwrap_model(fresh.G).trunk
+    for key, value in image_trunk.blocks[0].state_dict().items():
+        assert torch.equal(trunk.blocks[0].state_dict()[key], value), key
+    for i in (1, 2):  # blocks the image run did not have: as a run without --init-trunk builds them
+        for key, value in fresh_trunk.blocks[i].state_dict().items():
+            assert torch.equal(trunk.blocks[i].state_dict()[key], value), (i, key)
+    trainer.fit()
+
+    config = cfg.resolve(get_modality, plugins=["image"], out=tmp_path / "back", steps=1, batch_size=4,
+                         overrides=[*TINY, f"run.init_trunk={tmp_path / 'deep'}"])
+    back = Trainer(config, progress=False)
+    speech_trunk = load_generator(tmp_path / "deep", "speech")[0].trunk
+    for key, value in speech_trunk.blocks[0].state_dict().items():
+        assert torch.equal(back.accelerator.unwrap_model(back.G).trunk.blocks[0].state_dict()[key], value), key
+
+
 def test_speech_run_from_the_command_line_on_a_wav_folder(tmp_path, cli_run):
     folder = tmp_path / "LJSpeech-1.1"
     (folder / "wavs").mkdir(parents=True)
@@ -175,3 +206,53 @@ def test_trunk_learns_from_each_modality_inside_the_training_loop(tmp_path):
     trainer.fit()
     for name in ("image", "speech"):
         assert film[name].abs().sum() > 0, name
+
+
+def test_a_run_exported_before_the_generator_key_existed_loads_as_melgan(tmp_path):
+    """Exports and runs that never wrote speech.generator were MelGANs: they load and resume as MelGANs
+    although the default generator is now vocos."""
+    from mmgan_speech.networks import MelGANHead
+
+    run = tmp_path / "old"
+    config = cfg.resolve(get_modality, plugins=["speech"], out=run, steps=2, batch_size=2,
+                         overrides=[*TINY_CORE, *SPEECH_TINY, "train.checkpoint_every=2"])
+    Trainer(config, progress=False).fit()
+    meta_file = run / "export" / "speech.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["config"]["generator"]
+    meta_file.write_text(json.dumps(meta))
+    toml = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(toml.replace('generator = "melgan"\n', ""))
+
+    generator, loaded = load_generator(run, "speech")
+    assert loaded.generator == "melgan" and isinstance(generator.heads["speech"], MelGANHead)
+    resumed = cfg.resolve(get_modality, resume_dir=run, steps=3)
+    assert resumed.modalities["speech"].generator == "melgan"
+    Trainer(resumed, resume=True, progress=False).fit()
+    assert read_metrics(run)[-1]["step"] == 3
+
+
+def test_periodic_evaluation_and_eval_score_the_held_out_eval_data(tmp_path, caplog):
+    """<modality>.eval_data: the held-out source periodic evaluation, select_by and `mmgan eval` use."""
+    from mmgan.evaluation import context_for_run
+
+    held_out = tmp_path / "held_out"
+    held_out.mkdir()
+    t = np.arange(22050) / 22050
+    write_wav(held_out / "a.wav", 0.5 * np.sin(2 * np.pi * 180 * t), 22050)
+    run = tmp_path / "run"
+    config = cfg.resolve(get_modality, plugins=["speech"], out=run, steps=2, batch_size=2,
+                         overrides=[*TINY_CORE, *SPEECH_TINY, "train.eval_every=2", "speech.eval_samples=1",
+                                    f"speech.eval_data={held_out}"])
+    Trainer(config, progress=False).fit()
+    assert "speech/eval/mel_l1" in read_metrics(run)[-1]
+    assert context_for_run(run).data == str(held_out)
+    assert context_for_run(run, data="builtin:speech").data == "builtin:speech"
+
+    (held_out / "a.wav").write_bytes(b"not a wav")  # the records name the source they scored
+    caplog.set_level("WARNING", logger="mmgan")
+    config = cfg.resolve(get_modality, resume_dir=run, steps=4)
+    Trainer(config, resume=True, progress=False).fit()
+    assert "speech evaluation skipped" in caplog.text and str(held_out) in caplog.text
+    with pytest.raises(ConfigError, match=r"speech.eval_data: .*nowhere does not exist"):
+        cfg.resolve(get_modality, plugins=["speech"], overrides=[f"speech.eval_data={tmp_path / 'nowhere'}"])

@@ -6,12 +6,10 @@ import importlib.util
 import json
 
 import pytest
-from conftest import assert_one_line_error, tiny_args
+from conftest import SPEECH_TINY, assert_one_line_error, tiny_args
 
 from mmgan.errors import ConfigError
 from mmgan.tracking import check_trackers
-
-SPEECH_TINY = ["speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32"]
 
 
 def events(run):

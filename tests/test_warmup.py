@@ -7,14 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import TINY_CORE, assert_one_line_error, read_metrics, tiny_args
+from conftest import SPEECH_TINY, TINY_CORE, assert_one_line_error, read_metrics, tiny_args
 
 from mmgan import config as cfg
 from mmgan.engine import Trainer
 from mmgan.plugins import get_modality
 from mmgan.schedule import multiplier
-
-SPEECH_TINY = ["speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32"]
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

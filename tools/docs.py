@@ -89,6 +89,9 @@ def config_reference() -> str:
         if modality.train_defaults:
             shown = ", ".join(f"`train.{k} = {v!r}`" for k, v in modality.train_defaults.items())
             parts += [f"Suggested training settings: {shown}.", ""]
+        if modality.trunk_defaults:
+            shown = ", ".join(f"`trunk.{k} = {v!r}`" for k, v in modality.trunk_defaults.items())
+            parts += [f"Suggested trunk settings (where modalities differ, the deepest trunk wins): {shown}.", ""]
         parts += [section_table(modality.config_class), ""]
     return "\n".join(parts).rstrip() + "\n"
 

@@ -144,7 +144,12 @@ def check_sizes(pm: pluggy.PluginManager, config: RunConfig) -> None:
 
 def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
     """Initialise ``trunk`` from another run's exported generator (its best export unless ``last``): its
-    blocks, and the FiLM of every modality both runs have (a new modality keeps its identity FiLM)."""
+    blocks, and the FiLM of every modality both runs have (a new modality keeps its identity FiLM).
+
+    The trunks must agree on every shape key but ``depth``: a deeper trunk gives its first blocks (image
+    goes through 1 of 2 blocks, speech through 8: each run's trunk seeds the other), a shallower one fills
+    the first blocks and the rest keep their initialisation (identity residuals). Logged either way.
+    """
     found = checkpoint.exported_modalities(run_dir)
     if not found:
         raise CheckpointError(f"--init-trunk {run_dir}: no exported generator there (expected export/*.safetensors)")
@@ -152,21 +157,37 @@ def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
     theirs = meta.get("trunk", {})
     theirs = {**theirs, **legacy_trunk_values(theirs)}  # keys it does not name: their values before they existed
     ours = {key: value for key, value in asdict(trunk.config).items() if key in TrunkConfig.SHAPE_KEYS}
-    if any(theirs.get(key) != value for key, value in ours.items()):
+    if any(theirs.get(key) != value for key, value in ours.items() if key != "depth"):
         raise CheckpointError(f"--init-trunk {run_dir}: its trunk {theirs} does not fit this run's trunk {ours}; "
-                              "set the same [trunk] values")
+                              "set the same [trunk] values (all but depth)")
     for name in found[1:]:
         state.update(checkpoint.read_export(run_dir, name, last)[0])
-    weights = {key[len("trunk."):]: value for key, value in state.items() if key.startswith("trunk.")}
-    weights = {key: value for key, value in weights.items()
-               if not key.startswith(("film.", "gate.")) or key.split(".", 1)[1] in trunk.film}
+    depth = min(int(theirs.get("depth", 0)), trunk.config.depth)
+    weights = {}
+    for key, value in state.items():
+        if not key.startswith("trunk."):
+            continue
+        key = key[len("trunk."):]
+        if key.startswith("blocks.") and int(key.split(".")[1]) >= depth:
+            continue  # a block this trunk does not have
+        if key.startswith(("film.", "gate.")):
+            if key.split(".", 1)[1] not in trunk.film:
+                continue  # a modality this run does not train
+            mine = trunk.state_dict()[key].clone()
+            mine[:depth] = value[:depth]  # per block: the blocks both trunks have
+            value = mine
+        weights[key] = value
     try:
         missing, _ = trunk.load_state_dict(weights, strict=False)
     except RuntimeError as exc:
         raise CheckpointError(f"--init-trunk {run_dir}: {str(exc).splitlines()[0]}") from None
-    if any(not key.startswith(("film.", "gate.")) for key in missing):
-        raise CheckpointError(f"--init-trunk {run_dir}: the export lacks trunk weights {sorted(missing)[:3]}")
-    log.info("trunk initialised from %s (modalities %s)", run_dir, ", ".join(found))
+    lacking = [key for key in missing if not key.startswith(("film.", "gate."))
+               and not (key.startswith("blocks.") and int(key.split(".")[1]) >= depth)]
+    if lacking:
+        raise CheckpointError(f"--init-trunk {run_dir}: the export lacks trunk weights {sorted(lacking)[:3]}")
+    note = "" if depth == trunk.config.depth == theirs.get("depth") else (
+        f"; its first {depth} of this run's {trunk.config.depth} blocks (it has {theirs.get('depth')})")
+    log.info("trunk initialised from %s (modalities %s)%s", run_dir, ", ".join(found), note)
 
 
 class TrainingData:

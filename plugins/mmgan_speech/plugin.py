@@ -1,4 +1,5 @@
-"""The ``speech`` modality: a MelGAN vocoder (log-mel in, waveform out) through mmgan's hooks.
+"""The ``speech`` modality: a GAN vocoder (log-mel in, waveform out) through mmgan's hooks: Vocos's frame-rate
+generator on the shared trunk by default, MelGAN as the paper's network.
 
 This module is imported whenever the CLI starts (``mmgan --help`` included), so it declares the modality
 and imports torch, the mel, the networks, the data and the metrics inside the functions that use them.
@@ -50,6 +51,10 @@ class _ImportedOnUse:
 
 
 NAME = "speech"
+# the shared trunk's blocks a speech run builds (Modality.trunk_defaults): Vocos's backbone is 8 blocks
+TRUNK_DEPTH = 8
+# the default run's steps: the reconstruction warm-up (SpeechConfig.adversarial_start), then GAN steps
+DEFAULT_STEPS = 2600
 # the generators ``speech.generator`` names (``networks`` for melgan, ``vocos`` for vocos)
 GENERATORS = ("melgan", "vocos")
 # the one mel definition (``mmgan_speech.mel.MelConfig()``, as the losses use it)
@@ -59,12 +64,12 @@ STFT_RESOLUTIONS = _ImportedOnUse("mmgan_speech.losses", "STFT_RESOLUTIONS")
 
 @dataclass
 class SpeechConfig(ModalityConfig):
-    """MelGAN (Kumar et al. 2019) with HiFi-GAN's mel loss (weight 45).
+    """Vocos (Siuzdak 2023) on the shared trunk with HiFi-GAN's multi-period and a multi-resolution STFT
+    discriminator, hinge loss, feature matching and HiFi-GAN's mel loss (weight 45); ``generator = "melgan"``
+    trains MelGAN (Kumar et al. 2019) with its multi-scale discriminator instead (docs/speech.md).
 
-    Feature matching is the mean L1 over all (scale, layer) pairs with weight 10; MelGAN's own code weights
-    each layer 0.8/3, i.e. 1.6x this mean (see ``networks.feature_matching_loss``).
-    ``generator = "vocos"`` trains Vocos's frame-rate generator with its multi-period and multi-resolution
-    STFT discriminators instead, with the same loss terms (docs/speech.md).
+    Feature matching is the mean L1 over all (discriminator, layer) pairs with weight 10; MelGAN's own code
+    weights each layer 0.8/3, i.e. 1.6x this mean (see ``networks.feature_matching_loss``).
     """
 
     # builtin:speech, a folder of WAV files, an LJSpeech root, or WebDataset shards
@@ -81,23 +86,29 @@ class SpeechConfig(ModalityConfig):
     disc_channels: int = 1024
     # the generator: "melgan" (Kumar et al. 2019: upsampling convolutions at the sample rate) or "vocos"
     # (Siuzdak 2023: everything at the frame rate, then an inverse STFT; docs/speech.md)
-    generator: str = "melgan"
+    generator: str = "vocos"
     # the discriminators, "+"-joined: msd (MelGAN's multi-scale), mpd (HiFi-GAN's multi-period), mrd
     # (multi-resolution STFT); "" = the generator's own (melgan: msd; vocos: mpd+mrd)
     discriminator: str = ""
-    # multi-period discriminator widths: this, x4, x16, x32, x32 (HiFi-GAN: 32), each at most
-    # disc_channels; 1 to 1024
-    mpd_channels: int = 32
-    # channels of every layer of the multi-resolution STFT discriminator (UnivNet: 32); 1 to 1024
-    mrd_channels: int = 32
+    # multi-period discriminator widths: this, x4, x16, x32, x32, each at most disc_channels (HiFi-GAN: 32;
+    # 8 on a CPU: at 32 a step costs 11x as much, docs/benchmarks.md); 1 to 1024
+    mpd_channels: int = 8
+    # channels of every layer of the multi-resolution STFT discriminator (UnivNet: 32; 8 on a CPU); 1 to 1024
+    mrd_channels: int = 8
     # weight of the feature-matching L1 (mean over scales and layers)
     feature_matching_weight: float = 10.0
     # weight of the log-mel L1 reconstruction loss (HiFi-GAN: 45)
     mel_weight: float = 45.0
-    # weight of the multi-resolution STFT loss (0: off)
-    stft_weight: float = 0.0
+    # weight of the multi-resolution STFT loss (0: off; 5 scored better than 0 on every measure after the
+    # warm-up, docs/benchmarks.md)
+    stft_weight: float = 5.0
     # clips shorter than a segment: "pad" with silence or "skip"
     short_clips: str = "pad"
+    # the first steps train the generator on its reconstruction terms alone (mel, MR-STFT), at a tenth of a
+    # GAN step's cost; then the discriminators join (as Parallel WaveGAN and multi-band MelGAN start D late)
+    adversarial_start: int = 2000
+    # the held-out measure that picks the best export (mmgan vocode/eval use it; --last for the last step)
+    select_by: str = "mcd_db"
 
     def validate(self) -> None:
         if not 4 * MEL.hop_length <= self.segment_length <= 2**20 or self.segment_length % MEL.hop_length:
@@ -140,19 +151,25 @@ def log_mel(real: torch.Tensor, config: SpeechConfig, generator: torch.Generator
 
 
 class SpeechPlugin(ModalityPlugin):
-    """The MelGAN vocoder declared once: mmgan asks this object for the ``speech`` modality's parts."""
+    """The vocoder declared once: mmgan asks this object for the ``speech`` modality's parts."""
 
     modality = Modality(
         name=NAME,
         config_class=SpeechConfig,
         make_input=log_mel,
         sample_input=None,  # conditional: `mmgan vocode` gives it a wav or a mel
-        description="MelGAN vocoder (Kumar et al. 2019): 22.05 kHz log-mel in, waveform out",
+        description="GAN vocoder, Vocos (Siuzdak 2023) or MelGAN: 22.05 kHz log-mel in, waveform out",
         # held-out clips per evaluation: a 4-s clip costs about a second of vocoding and metrics on a CPU
         eval_samples=32,
-        # MelGAN's optimiser and batch; 350 steps of 3 s fit the 20-minute default run on 2 CPU cores
-        train_defaults={"batch_size": 16, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.5, "beta2": 0.9,
-                        "steps": 350, "sample_every": 50, "checkpoint_every": 100},
+        # Vocos's optimiser (Adam 5e-4, betas 0.8/0.9) and batch; the steps fit the 20-minute default run on
+        # 2 CPU cores (a reconstruction warm-up of speech.adversarial_start cheap steps, then the GAN), with
+        # a held-out evaluation every 250 steps that keeps the best export by MCD (docs/benchmarks.md)
+        train_defaults={"batch_size": 16, "lr_g": 5e-4, "lr_d": 5e-4, "beta1": 0.8, "beta2": 0.9,
+                        "steps": DEFAULT_STEPS, "sample_every": 500, "checkpoint_every": 500, "eval_every": 250,
+                        "eval_samples": 16},
+        trunk_defaults={"depth": TRUNK_DEPTH},
+        # runs and exports written before speech.generator existed were MelGANs
+        legacy_values={"generator": "melgan"},
     )
     metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
 
@@ -208,13 +225,20 @@ class SpeechPlugin(ModalityPlugin):
         """Copy synthesis of ``ctx.num_samples`` held-out clips of ``ctx.data``: mel_l1, mrstft, mcd_db, and
         pesq_wb and stoi with the ``audio-metrics`` extra (``mmgan_speech.metrics``)."""
         from mmgan_speech.metrics import HELD_OUT_SECONDS, evaluate_vocoder
-        from mmgan_speech.vocode import vocode
+        from mmgan_speech.vocode import DEFAULT_OVERLAP, context_frames, vocode
 
         def step(modality: str, mel: torch.Tensor) -> torch.Tensor:
             return ctx.generator(mel.to(ctx.device)).float().cpu()
 
+        # the generator's own reach where it can be read (a GeneratorSet inside the ModalityGenerator)
+        generators = getattr(ctx.generator, "generators", None)
+        try:
+            overlap = context_frames(generators, ctx.modality.name) if generators is not None else DEFAULT_OVERLAP
+        except (AttributeError, ValueError):
+            overlap = DEFAULT_OVERLAP
+
         def vocoder(mel: torch.Tensor) -> torch.Tensor:
-            return vocode(step, mel)  # chunked as `mmgan vocode`: memory bounded on long clips
+            return vocode(step, mel, overlap=overlap)  # chunked as `mmgan vocode`: memory bounded on long clips
 
         seconds = float(ctx.options.get("speech_clip_seconds", HELD_OUT_SECONDS))
         return evaluate_vocoder(vocoder, ctx.data, ctx.num_samples, ctx.seed, MEL.get(), seconds)
