@@ -1,0 +1,31 @@
+"""benchmarks/speech_curve.py: a run's held-out evaluations against the minutes of training (train_s), with
+Griffin-Lim on the same clips, the crossing points and the real / mmgan / Griffin-Lim spectrogram triple."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import SPEECH_TINY, TINY_CORE
+from test_flite_speech import run_script
+
+from mmgan import config as cfg
+from mmgan.engine import Trainer
+from mmgan.plugins import get_modality
+
+
+def test_the_curve_joins_evaluations_with_training_minutes_and_griffin_lim(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = cfg.resolve(get_modality, plugins=["speech"], out=run, steps=4, batch_size=2,
+                         overrides=[*TINY_CORE, *SPEECH_TINY, "train.eval_every=2", "speech.eval_samples=1"])
+    Trainer(config, progress=False).fit()
+    done = run_script("speech_curve.py", str(run), "--threads", "1", "--plot", str(tmp_path / "curve.png"),
+                      "--triple", str(tmp_path / "triple.png"))
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 2 |") or line.startswith("| 4 |")]
+    assert len(rows) == 2, done.stdout  # one row per evaluation, steps 2 and 4
+    assert "| griffin-lim |" in done.stdout and "passes Griffin-Lim" in done.stdout
+    cached = json.loads((run / "griffin_lim.json").read_text())
+    assert cached["settings"]["clips"] == 1 and cached["metrics"]["mcd_db"] >= 0
+    assert (tmp_path / "curve.png").stat().st_size > 0 and (tmp_path / "triple.png").stat().st_size > 0
+    assert {p.name for p in tmp_path.glob("triple_*.wav")} == {"triple_real.wav", "triple_mmgan.wav",
+                                                             "triple_griffin-lim.wav"}
