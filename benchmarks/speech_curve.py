@@ -3,12 +3,14 @@
     PYTHONPATH=.:plugins python benchmarks/speech_curve.py RUN [RUN ...] [--plot docs/images/speech_curve.png]
 
 A run trained with ``train.eval_every`` logs ``speech/eval/<metric>`` on held-out clips (``speech.eval_data``,
-else its own source's held-out clips) and ``train_s``, the seconds spent in training steps so far over every
-session (no sampling, evaluation or checkpoints). This script joins the two: one row per evaluation, with
-the minutes of training it took to get there, and Griffin-Lim (32 iterations, the ``griffin-lim`` row of
-``quality_speech.py``) on exactly the clips the run evaluates on (the same source, count, seed and length),
-computed once and kept in ``RUN/griffin_lim.json``. Then, per measure, the first evaluation that beats
-Griffin-Lim. Train the run in pieces with ``mmgan run --resume RUN``: ``train_s`` carries over.
+else its own source's held-out clips) and ``train_cpu_s``, the CPU seconds its threads spent in training steps
+so far over every session (no sampling, evaluation or checkpoints; ``train_s`` is the same in wall-clock
+seconds, used where a run has no ``train_cpu_s``). This script joins the two: one row per evaluation, with the
+CPU-minutes of training it took to get there (on 1 thread: its wall-clock minutes on an idle core), and
+Griffin-Lim (32 iterations, the ``griffin-lim`` row of ``quality_speech.py``) on exactly the clips the run
+evaluates on (the same source, count, seed and length), computed once and kept in ``RUN/griffin_lim.json``.
+Then, per measure, the first evaluation that beats Griffin-Lim. Train the run in pieces with ``mmgan run
+--resume RUN``: ``train_cpu_s`` and ``train_s`` carry over.
 """
 
 from __future__ import annotations
@@ -64,9 +66,11 @@ def griffin_lim_scores(run: Path) -> dict[str, float]:
 
 
 def curve(run: Path) -> list[dict]:
-    """One row per evaluation: step, minutes of training (``train_s`` of that step's log line) and metrics."""
+    """One row per evaluation: step, CPU-minutes of training (``train_cpu_s`` of that step's log line, else
+    ``train_s``) and metrics."""
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-    seconds = {r["step"]: r["train_s"] for r in records if "train_s" in r}
+    key = "train_cpu_s" if any("train_cpu_s" in r for r in records) else "train_s"
+    seconds = {r["step"]: r[key] for r in records if key in r}
     rows = []
     for r in records:
         metrics = {k.split("/")[-1]: v for k, v in r.items() if k.startswith("speech/eval/")}
@@ -85,7 +89,7 @@ def beats(value: float, reference: float, higher: bool) -> bool:
 def report(run: Path, rows: list[dict], gl: dict[str, float]) -> None:
     measures = [m for m in MEASURES if m in gl and any(m in r for r in rows)]
     print(f"\n{run} ({len(rows)} evaluations; Griffin-Lim on the same clips: {run_settings(run)})")
-    print("| step | minutes | " + " | ".join(measures) + " |")
+    print("| step | CPU-minutes | " + " | ".join(measures) + " |")
     print("|---:|---:|" + "---:|" * len(measures))
     for r in rows:
         cells = []
@@ -116,7 +120,7 @@ def plot(curves: dict[Path, tuple[list[dict], dict[str, float]]], out: Path) -> 
             if m in gl:
                 ax.axhline(gl[m], ls="--", color=f"C{i}", lw=1, label=f"Griffin-Lim ({run.name})")
         ax.set_title(m + (" (higher is better)" if MEASURES[m] else " (lower is better)"), fontsize=9)
-        ax.set_xlabel("minutes of training (2 threads)")
+        ax.set_xlabel("CPU-minutes of training")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

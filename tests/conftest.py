@@ -50,7 +50,7 @@ def cli_run():
 
 
 # the logged timings (steps/s, seconds in training steps): measurements, not results a resume must repeat
-TIMING_KEYS = ("steps_per_s", "train_s")
+TIMING_KEYS = ("steps_per_s", "train_s", "train_cpu_s")
 
 
 def read_metrics(run_dir: Path, timing: bool = False) -> list[dict]:

@@ -15,7 +15,8 @@ def test_run_generate_and_plugins_end_to_end(cli_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert (run_dir / "config.toml").is_file()
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]
-    assert {"image/d/adv", "image/g/adv", "steps_per_s", "train_s"} <= set(read_metrics(run_dir, timing=True)[0])
+    logged = set(read_metrics(run_dir, timing=True)[0])
+    assert {"image/d/adv", "image/g/adv", "steps_per_s", "train_s", "train_cpu_s"} <= logged
     assert sorted(p.name for p in (run_dir / "samples" / "image").iterdir()) == ["step_000002.png", "step_000004.png"]
     assert (run_dir / "export" / "image.safetensors").is_file()
 

@@ -80,6 +80,8 @@ def test_resume_reproduces_an_unbroken_run(tiny_config, tmp_path):
     assert resumed.step == 3
     # the seconds spent in training steps continue from the checkpoint's count, not from 0
     assert resumed.train_seconds == pytest.approx(timed[2]["train_s"], abs=2e-3)
+    assert resumed.train_cpu_seconds == pytest.approx(timed[2]["train_cpu_s"], abs=2e-3)
+    assert resumed.train_cpu_seconds > 0
     resumed.fit()
     seconds = [r["train_s"] for r in read_metrics(broken, timing=True)]
     assert all(b > a for a, b in zip(seconds[3:], seconds[4:], strict=False)) and seconds[3] > timed[2]["train_s"]

@@ -97,8 +97,10 @@ class Trainer:
                                trunk_users=[n for n in config.run.modalities if config.modalities[n].trunk_depth != 0])
         self.step = 0
         # seconds spent in training steps so far, over every session (no sampling, evaluation or checkpoint):
-        # the compute axis of a learning curve, logged as train_s
+        # the compute axis of a learning curve, logged as train_s (wall clock) and train_cpu_s (the CPU time
+        # of this process's threads, which a busy machine does not inflate)
         self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0
         self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._ema_ready_at = -1  # the step whose EMA weights the EMA's BatchNorm statistics describe
         self._bn_real: dict[str, torch.Tensor] = {}  # real samples a conditional modality recalibrates on
@@ -109,6 +111,7 @@ class Trainer:
             self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed)
             self.selection.restore(meta.get("best", {}))
             self.train_seconds = float(meta.get("train_seconds", 0.0))
+            self.train_cpu_seconds = float(meta.get("train_cpu_seconds", 0.0))
         elif resume:  # stopped before its first checkpoint: start again with its own config
             log.info("%s has no checkpoint yet: training it from step 0 with its config.toml", self.run_dir)
 
@@ -212,16 +215,17 @@ class Trainer:
                    disable=not (self.progress and acc.is_main_process and sys.stderr.isatty()))
         last_time, last_step = time.perf_counter(), self.step
         while self.step < t.steps:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             losses = self.train_step(batches)
             self.train_seconds += time.perf_counter() - started
+            self.train_cpu_seconds += time.process_time() - cpu_started
             self.step += 1
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == t.steps:
                 now = time.perf_counter()
                 record = {"step": self.step, **self._mean_over_processes(losses),
                           "steps_per_s": (self.step - last_step) / max(now - last_time, 1e-9),
-                          "train_s": round(self.train_seconds, 3)}
+                          "train_s": round(self.train_seconds, 3), "train_cpu_s": round(self.train_cpu_seconds, 3)}
                 last_time, last_step = now, self.step
                 self._check_finite(record)
                 if acc.is_main_process:
@@ -391,4 +395,5 @@ class Trainer:
         with rank0_work():  # rank 0 writes while the others wait in save_checkpoint's collectives
             save_checkpoint(self.accelerator, self.run_dir, self.step, self.ema, self.noise,
                             self.config.train.keep_checkpoints, self.export,
-                            {"best": self.selection.best, "train_seconds": round(self.train_seconds, 3)})
+                            {"best": self.selection.best, "train_seconds": round(self.train_seconds, 3),
+                             "train_cpu_seconds": round(self.train_cpu_seconds, 3)})
