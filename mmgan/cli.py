@@ -74,8 +74,9 @@ def cli(verbose: bool) -> None:
 @cli.command()
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="Modality to train; repeat for multi-task.")
 @click.option("--data", multiple=True, metavar="SOURCE", help="builtin:NAME or a path; MODALITY=SOURCE with several.")
-@click.option("--steps", type=int, help="Training steps (train.steps).")
-@click.option("--batch-size", type=int, help="Batch size per process (train.batch_size).")
+@click.option("--steps", type=int, help="Training steps (train.steps), for every modality (one: --set M.steps=N).")
+@click.option("--batch-size", type=int,
+              help="Batch size per process (train.batch_size), for every modality (one: --set M.batch_size=N).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/<modalities>-<time>].")
 @click.option("--seed", type=int, help="Seed of everything random (run.seed).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file.")

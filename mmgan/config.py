@@ -146,8 +146,20 @@ def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str,
     config = RunConfig(modalities={m.name: m.config_class() for m in mods},
                        plugins={name: cls() for name, cls in (plugin_sections or {}).items()})
     config.run.modalities = [m.name for m in mods]
+    own = own_suggestions(mods)
+    for name, values in own.items():
+        for key, value in values.items():
+            set_value(config, f"{name}.{key}", value)
+    if own:
+        steps = [config.modalities[m.name].steps or config.train.steps for m in mods]
+        config.train.steps = max(steps)  # the loop runs until the longest modality is done
+        # the shared trunk's EMA averages no more than the modality that averages least (image: not at all),
+        # so no modality's export pairs its live stem and head with a lagging trunk
+        for m in mods:  # each modality's decay written out, then the trunk's
+            config.modalities[m.name].ema_decay = own_value(config, m.name, "ema_decay")
+        config.train.ema_decay = min(config.modalities[m.name].ema_decay for m in mods)
     for section in ("train", "trunk"):
-        chosen, _ = suggested_values(mods, section)
+        chosen, _ = suggested_values(mods, section, skip=OWN_KEYS if own else ())
         for key, (value, _) in chosen.items():
             set_value(config, f"{section}.{key}", value)
     if log_conflicts:
@@ -155,19 +167,54 @@ def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str,
     return config
 
 
+# the [train] keys a modality section has too (0 or -1 there: the [train] value). In a run of several
+# modalities each modality's suggestions for them go to its own section: each keeps its paper's steps,
+# batch and optimiser, and no modality's value silently becomes another's.
+OWN_KEYS = ("steps", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "ema_decay", "eval_samples")
+# what "not set" is in a modality section, per key (else 0)
+UNSET = {"beta1": -1.0, "beta2": -1.0, "ema_decay": -1.0}
+
+
+def own_suggestions(mods: Sequence[Modality]) -> dict[str, dict[str, Any]]:
+    """Per modality, its suggested values for :data:`OWN_KEYS`, where a run trains several modalities
+    (a run of one keeps them in [train], as it always did)."""
+    if len(mods) < 2:
+        return {}
+    return {m.name: {k: v for k, v in m.train_defaults.items() if k in OWN_KEYS} for m in mods}
+
+
+def own_value(config: RunConfig, name: str, key: str) -> Any:
+    """Modality ``name``'s value of a :data:`OWN_KEYS` key: its own where set, else ``[train]``'s; its
+    steps are at most ``train.steps`` (the loop's length)."""
+    value = getattr(config.modalities[name], key, UNSET.get(key, 0))
+    train = getattr(config.train, key)
+    if value == UNSET.get(key, 0):
+        return train
+    return min(value, train) if key == "steps" else value
+
+
+def has_own_optimisation(config: RunConfig) -> bool:
+    """Whether any modality trains with its own steps, learning rates or betas (its optimizer groups)."""
+    keys = ("steps", "lr_g", "lr_d", "beta1", "beta2")
+    return any(own_value(config, name, key) != getattr(config.train, key)
+               for name in config.modalities for key in keys)
+
 # per section, the suggested key where the largest suggestion wins: the longest run, the deepest trunk (a
 # modality goes through the first <modality>.trunk_depth blocks, so a deeper trunk serves a shallower one)
 LARGEST_WINS = {"train": "steps", "trunk": "depth"}
 
 
-def suggested_values(mods: Sequence[Modality], section: str = "train"
+def suggested_values(mods: Sequence[Modality], section: str = "train", skip: Sequence[str] = ()
                      ) -> tuple[dict[str, tuple[Any, str]], dict[str, str]]:
     """The ``[train]`` (``Modality.train_defaults``) or ``[trunk]`` (``Modality.trunk_defaults``) values the
-    modalities suggest, as (value, modality), and, per key where they differ, a sentence on the conflict."""
+    modalities suggest, as (value, modality), and, per key where they differ, a sentence on the conflict;
+    keys in ``skip`` (each modality's own, in a run of several) are left out."""
     chosen: dict[str, tuple[Any, str]] = {}
     conflicts: dict[str, str] = {}
     for modality in mods:
         for key, value in getattr(modality, f"{section}_defaults").items():
+            if key in skip:
+                continue
             if key not in chosen:
                 chosen[key] = (value, modality.name)
                 continue
@@ -185,8 +232,9 @@ def suggested_values(mods: Sequence[Modality], section: str = "train"
 def log_suggestion_conflicts(config: RunConfig, mods: Sequence[Modality]) -> None:
     """Log the modalities' conflicting suggestions that decided a value of the final config (a value
     the config file or a flag set says nothing: the message would contradict the saved config)."""
+    skip = OWN_KEYS if own_suggestions(mods) else ()
     for section in ("train", "trunk"):
-        chosen, conflicts = suggested_values(mods, section)
+        chosen, conflicts = suggested_values(mods, section, skip=skip if section == "train" else ())
         for key, message in conflicts.items():
             name = key.split(".", 1)[1]
             if getattr(config.section(section), name) == chosen[name][0]:
@@ -275,9 +323,15 @@ def validate(config: RunConfig) -> None:
     if not config.run.modalities:
         raise ConfigError("no modality to train: pass --plugin NAME")
     for name, section in config.modalities.items():
-        for key in ("batch_size", "eval_samples"):
-            if getattr(section, key, 0) < 0:
+        for key in ("batch_size", "eval_samples", "steps", "lr_g", "lr_d"):
+            if not getattr(section, key, 0) >= 0:
                 raise ConfigError(f"{name}.{key} must be >= 0 (0: train.{key}), got {getattr(section, key)}")
+        for key in ("beta1", "beta2", "ema_decay"):
+            value = getattr(section, key, -1.0)
+            if value != -1.0 and not 0 <= value < 1:
+                raise ConfigError(f"{name}.{key} must be in [0, 1) or -1 (train.{key}), got {value}")
+        if getattr(section, "steps", 0) > t.steps:
+            log.warning("%s.steps=%d is past train.steps=%d: the loop ends first", name, section.steps, t.steps)
         if section.trunk_depth < -1:
             raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or >= 0, got {section.trunk_depth}")
         held_out = getattr(section, "eval_data", "")
@@ -288,9 +342,9 @@ def validate(config: RunConfig) -> None:
             check_schedule(name, section)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if section.adversarial_start > config.train.steps:
-            log.warning("%s.adversarial_start=%d is past train.steps=%d: the whole run is the warm-up", name,
-                        section.adversarial_start, config.train.steps)
+        if section.adversarial_start > own_value(config, name, "steps"):
+            log.warning("%s.adversarial_start=%d is past its last step (%d): the whole run is the warm-up", name,
+                        section.adversarial_start, own_value(config, name, "steps"))
         validate_section(section, f"[{name}]")
     for name, section in config.plugins.items():
         validate_section(section, f"[{name}]")
@@ -389,6 +443,10 @@ def resolve(
     for key, value in flags.items():
         if value is not None:
             set_value(config, key, value)
+            if key in ("train.steps", "train.batch_size"):
+                # --steps and --batch-size are every modality's (per modality: --set <modality>.steps=N)
+                for section in config.modalities.values():
+                    setattr(section, key.split(".")[1], 0)
     for text in overrides:
         set_value(config, *parse_assignment(text))
     if resume_dir is not None:

@@ -32,6 +32,21 @@ class ModalityConfig:
     loss: str = ""
     # this modality's batch per process (0: train.batch_size)
     batch_size: int = 0
+    # this modality's own optimisation, for its stem, head and discriminator (0 or -1: the [train] value).
+    # A run of several modalities fills them from each modality's suggested training settings, so none
+    # takes another's; the shared trunk keeps [train]'s (docs/multitask.md)
+    # the loop steps this modality trains: it takes part while the step is below this (0: train.steps)
+    steps: int = 0
+    # Adam learning rate of its stem and head (0: train.lr_g)
+    lr_g: float = 0.0
+    # Adam learning rate of its discriminator (0: train.lr_d)
+    lr_d: float = 0.0
+    # Adam beta1 of its stem, head and discriminator (-1: train.beta1)
+    beta1: float = -1.0
+    # Adam beta2 of its stem, head and discriminator (-1: train.beta2)
+    beta2: float = -1.0
+    # the EMA generator's decay for its stem, head and trunk FiLM (-1: train.ema_decay)
+    ema_decay: float = -1.0
     # samples per evaluation (0: the smaller of train.eval_samples and the modality's own)
     eval_samples: int = 0
     # a metric of this modality (e.g. "fd"): with periodic evaluation on, the run keeps the export that
@@ -44,7 +59,7 @@ class ModalityConfig:
     # discriminator is neither updated nor (in a run of this modality alone) run: a warm-up (0: none)
     adversarial_start: int = 0
     # learning-rate schedule of this modality's generator and discriminator: constant, cosine or
-    # exponential (to lr_floor at train.steps), after a linear warm-up of lr_warmup steps
+    # exponential (to lr_floor at its last step), after a linear warm-up of lr_warmup steps
     lr_schedule: str = "constant"
     # steps of linear learning-rate warm-up from 0 (0: none)
     lr_warmup: int = 0

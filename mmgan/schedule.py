@@ -4,8 +4,9 @@ A schedule multiplies a parameter group's base learning rate (``train.lr_g`` / `
 ``trunk.lr_scale`` for the trunk) by ``multiplier(step)``:
 
 - a linear warm-up from 0 to 1 over ``lr_warmup`` steps, then
-- ``constant``: 1; ``cosine``: half a cosine from 1 down to ``lr_floor`` at ``train.steps``;
-  ``exponential``: geometric from 1 down to ``lr_floor`` (> 0) at ``train.steps``.
+- ``constant``: 1; ``cosine``: half a cosine from 1 down to ``lr_floor`` at the modality's last step
+  (``<modality>.steps``, else ``train.steps``); ``exponential``: geometric from 1 down to ``lr_floor``
+  (> 0) at that step.
 
 Being a function of the step and the config, a schedule needs no state of its own: resume is exact.
 The horizon is ``train.steps``: resuming with a larger ``--steps`` re-draws the rest of the curve for
@@ -60,10 +61,17 @@ def scheduled(configs: Mapping[str, Any]) -> bool:
     return any(c.lr_schedule != "constant" or c.lr_warmup for c in configs.values())
 
 
-def apply(optimizer: torch.optim.Optimizer, configs: Mapping[str, Any], step: int, steps: int,
+def apply(optimizer: torch.optim.Optimizer, configs: Mapping[str, Any], step: int, steps: int | Mapping[str, int],
           trunk_users: list[str]) -> None:
-    """Set every group's learning rate for ``step`` from its base rate and its modality's schedule."""
-    factors = {name: multiplier(c, step, steps) for name, c in configs.items()}
+    """Set every group's learning rate for ``step`` from its base rate and its modality's schedule.
+
+    ``steps`` is the horizon: ``train.steps``, or each modality's own steps (``<modality>.steps``); a
+    modality past its last step has a factor of 0, so its groups no longer move (Adam at a learning rate
+    of 0) and the trunk follows the modalities still training.
+    """
+    horizon = steps if isinstance(steps, Mapping) else dict.fromkeys(configs, steps)
+    factors = {name: multiplier(c, step, horizon[name]) if step < horizon[name] else 0.0
+               for name, c in configs.items()}
     for group in optimizer.param_groups:
         owner = group.get(GROUP_KEY)
         if owner is None or "base_lr" not in group:

@@ -87,9 +87,20 @@ def test_modalities_suggesting_different_train_defaults(caplog):
     def make(name, **defaults):
         return Modality(name=name, config_class=ModalityConfig, make_input=lambda r, c, g: r, train_defaults=defaults)
 
-    config = cfg.default_config([make("a", steps=100, batch_size=64), make("b", steps=300, batch_size=16)])
-    assert (config.train.steps, config.train.batch_size) == (300, 64)  # longest steps, first modality's batch
-    assert "train.batch_size" in caplog.text
+    config = cfg.default_config([make("a", steps=100, batch_size=64, lr_g=1e-3, sample_every=10),
+                                 make("b", steps=300, batch_size=16, beta1=0.8, sample_every=20)])
+    # in a run of several modalities each keeps its own steps, batch and optimiser in its section ...
+    a, b = config.modalities["a"], config.modalities["b"]
+    assert (a.steps, a.batch_size, a.lr_g, a.beta1) == (100, 64, 1e-3, -1.0)
+    assert (b.steps, b.batch_size, b.lr_g, b.beta1) == (300, 16, 0.0, 0.8)
+    assert config.train.steps == 300  # the loop runs until the longest is done
+    assert (cfg.own_value(config, "a", "lr_g"), cfg.own_value(config, "b", "lr_g")) == (1e-3, config.train.lr_g)
+    assert "batch_size" not in caplog.text
+    # ... while run-wide settings still go to [train], the first modality's where they differ (logged)
+    assert config.train.sample_every == 10 and "train.sample_every" in caplog.text
+    # a run of one modality keeps its suggestions in [train], as it always did
+    alone = cfg.default_config([make("a", steps=100, batch_size=64)])
+    assert (alone.train.steps, alone.train.batch_size, alone.modalities["a"].steps) == (100, 64, 0)
 
 
 def test_modalities_suggest_trunk_settings_and_the_deepest_trunk_wins(caplog):

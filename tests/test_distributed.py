@@ -57,7 +57,8 @@ def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(sha
     run = tmp_path / "run"
     launch(WORKER, "train", tmp_path, "--plugin", "image", "--plugin", "speech", "--data", f"image={shards / 'img'}",
            "--data", f"speech={shards / 'sp'}", "--out", run, "--steps", 4, "--batch-size", 4, "--no-progress",
-           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2", "train.ema_decay=0.9"),
+           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2", "train.ema_decay=0.9",
+                      "image.ema_decay=0.9"),
            precision="bf16")
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
     assert ranks[0].keys() == ranks[1].keys()
@@ -84,7 +85,8 @@ def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(sha
     unbroken = tmp_path / "unbroken"
     launch("-m", "mmgan", "run", "--plugin", "image", "--plugin", "speech", "--data", f"image={shards / 'img'}",
            "--data", f"speech={shards / 'sp'}", "--out", unbroken, "--steps", 6, "--batch-size", 4, "--no-progress",
-           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2", "train.ema_decay=0.9"),
+           *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2", "train.ema_decay=0.9",
+                      "image.ema_decay=0.9"),
            precision="bf16")
     for a, b in zip(read_metrics(unbroken), metrics, strict=True):
         for key in a:

@@ -27,6 +27,35 @@ def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
         ema_buf.copy_(buf)
 
 
+def ema_groups(ema: nn.Module, live: nn.Module, decays: dict[str, float], default: float
+               ) -> list[tuple[float, list[torch.Tensor], list[torch.Tensor]]]:
+    """The generators' parameters grouped by EMA decay cap: each modality's own (``stems.<m>.``,
+    ``heads.<m>.``, ``trunk.film.<m>``, ``trunk.gate.<m>``) at ``decays[m]``, everything else (the shared
+    trunk) at ``default``; as (cap, EMA parameters, live parameters). One group where all caps agree."""
+    if all(decay == default for decay in decays.values()):
+        return [(default, list(ema.parameters()), list(live.parameters()))]
+    live_params = dict(live.named_parameters())
+    groups: dict[float, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    for name, param in ema.named_parameters():
+        owner = next((m for m in decays if name.startswith((f"stems.{m}.", f"heads.{m}."))
+                      or name in (f"trunk.film.{m}", f"trunk.gate.{m}")), None)
+        cap = decays[owner] if owner is not None else default
+        pair = groups.setdefault(cap, ([], []))
+        pair[0].append(param)
+        pair[1].append(live_params[name])
+    return [(cap, ema_params, live_list) for cap, (ema_params, live_list) in groups.items()]
+
+
+@torch.no_grad()
+def update_ema_groups(groups: list[tuple[float, list[torch.Tensor], list[torch.Tensor]]], ema: nn.Module,
+                      live: nn.Module) -> None:
+    """:func:`update_ema` with a decay per group of parameters (``(decay, EMA params, live params)``)."""
+    for decay, ema_params, live_params in groups:
+        torch._foreach_lerp_(ema_params, live_params, 1 - decay)
+    for ema_buf, buf in zip(ema.buffers(), live.buffers(), strict=True):
+        ema_buf.copy_(buf)
+
+
 def batchnorm_layers(module: nn.Module) -> list[_BatchNorm]:
     """Every BatchNorm layer (plain or synchronised) inside ``module``."""
     return [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]

@@ -1,18 +1,21 @@
 """The run's two Adam optimizers, with parameter groups where learning rates differ.
 
-Without learning-rate schedules the groups are what they always were (one for D; one for G, or two
-with ``trunk.lr_scale`` != 1), so the optimizer state of older checkpoints loads unchanged. With a
-schedule (``<modality>.lr_schedule`` or ``lr_warmup``) every modality's stem and head, its trunk FiLM
-and gates, and its discriminator get groups of their own, tagged for ``mmgan.schedule.apply``; changing
-that on resume changes the groups, and the checkpoint's optimizer state no longer fits (a one-line
-error).
+Without learning-rate schedules or per-modality optimisation the groups are what they always were (one
+for D; one for G, or two with ``trunk.lr_scale`` != 1), so the optimizer state of older checkpoints loads
+unchanged. With a schedule (``<modality>.lr_schedule`` or ``lr_warmup``), or a modality with its own
+steps, learning rates or betas (``<modality>.steps``, ``lr_g``, ``lr_d``, ``beta1``, ``beta2``: a run of
+several modalities has them), every modality's stem and head, its trunk FiLM and gates, and its
+discriminator get groups of their own, with its learning rates and betas, tagged for
+``mmgan.schedule.apply``; the shared trunk keeps ``train.lr_g * trunk.lr_scale`` and ``[train]``'s
+betas. Changing that on resume changes the groups, and the checkpoint's optimizer state no longer fits
+(a one-line error).
 """
 
 from __future__ import annotations
 
 import torch
 
-from mmgan.config import RunConfig
+from mmgan.config import RunConfig, has_own_optimisation, own_value
 from mmgan.schedule import GROUP_KEY, scheduled
 from mmgan.trunk import DiscriminatorSet, GeneratorSet
 
@@ -25,14 +28,24 @@ def _adam(groups: list[dict], config: RunConfig, lr: float) -> torch.optim.Optim
     return torch.optim.Adam(groups, lr=lr, betas=(t.beta1, t.beta2))
 
 
+def per_modality_groups(config: RunConfig) -> bool:
+    """Whether each modality gets parameter groups of its own (a schedule, or its own optimisation)."""
+    return scheduled(config.modalities) or has_own_optimisation(config)
+
+
+def _betas(config: RunConfig, name: str) -> tuple[float, float]:
+    return own_value(config, name, "beta1"), own_value(config, name, "beta2")
+
+
 def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam over the generators; the trunk in a group of its own when ``trunk.lr_scale`` is not 1, and a
-    group per modality when a modality's learning rate follows a schedule."""
+    """Adam over the generators; the trunk in a group of its own when ``trunk.lr_scale`` is not 1, and
+    groups per modality (its learning rate and betas) when modalities are scheduled or optimised on
+    their own."""
     t, scale = config.train, config.trunk.lr_scale
     trunk = [p for name, p in generators.trunk.named_parameters()
              if not name.startswith(("film.", "gate."))]
     trunk_ids = {id(p) for p in trunk}
-    if not scheduled(config.modalities):
+    if not per_modality_groups(config):
         if scale == 1:
             # one group, as runs before lr_scale existed: their optimizer state loads unchanged
             return _adam([{"params": list(generators.parameters()), GROUP_KEY: "all"}], config, t.lr_g)
@@ -44,7 +57,7 @@ def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.op
     groups = []
     for name in config.run.modalities:
         groups.append({"params": [*generators.stems[name].parameters(), *generators.heads[name].parameters()],
-                       GROUP_KEY: name})
+                       "lr": own_value(config, name, "lr_g"), "betas": _betas(config, name), GROUP_KEY: name})
         # the modality's FiLM and gates in the trunk are its own: its schedule, at the trunk's rate
         film = [generators.trunk.film[name], *([generators.trunk.gate[name]] if name in generators.trunk.gate
                                                else [])]
@@ -58,9 +71,11 @@ def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.op
 
 
 def discriminator_optimizer(discriminators: DiscriminatorSet, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam over the discriminators: one group, or one per modality when learning rates are scheduled."""
+    """Adam over the discriminators: one group, or one per modality (its learning rate and betas) when
+    modalities are scheduled or optimised on their own."""
     t = config.train
-    if not scheduled(config.modalities):
+    if not per_modality_groups(config):
         return _adam([{"params": list(discriminators.parameters()), GROUP_KEY: "all"}], config, t.lr_d)
-    return _adam([{"params": list(discriminators.discriminators[name].parameters()), GROUP_KEY: name}
+    return _adam([{"params": list(discriminators.discriminators[name].parameters()),
+                   "lr": own_value(config, name, "lr_d"), "betas": _betas(config, name), GROUP_KEY: name}
                   for name in config.run.modalities], config, t.lr_d)

@@ -38,8 +38,11 @@ class StepParts:
     noise: torch.Generator
     seed: int = 0
     plugin_configs: Mapping[str, Any] | None = None
-    steps: int = 0  # the run's train.steps: the horizon of the learning-rate schedules
-    schedules: bool = False  # whether any modality's learning rate follows a schedule
+    steps: int = 0  # the run's train.steps: the loop's length
+    schedules: bool = False  # whether the optimizers have per-modality groups to set each step
+    # each modality's own steps (<modality>.steps, at most train.steps): its schedule's horizon; past it
+    # the modality takes no part (missing: train.steps)
+    modality_steps: dict[str, int] = field(default_factory=dict)
     trunk_users: list[str] = field(default_factory=list)  # the modalities that go through the trunk
 
 
@@ -98,6 +101,11 @@ def adversarial(parts: StepParts, name: str, step: int) -> bool:
     return step >= getattr(parts.configs[name], "adversarial_start", 0)
 
 
+def training(parts: StepParts, name: str, step: int) -> bool:
+    """Whether modality ``name`` still trains at ``step`` (0-based): below its own steps."""
+    return step < parts.modality_steps.get(name, parts.steps)
+
+
 def _without_d(hook: Any, ctx: LossContext) -> list[dict[str, torch.Tensor] | None]:
     """Each plugin's answer to a loss-term hook, called one plugin at a time so that the terms of one
     that needs D (before the adversarial start) are skipped without losing the others'."""
@@ -128,21 +136,27 @@ def train_step(parts: StepParts, step: int, batches: dict[str, Iterator[Any]]) -
     """
     losses: dict[str, torch.Tensor] = {}
     reals, inputs = {}, {}
-    for name, modality in parts.modalities.items():
+    ranked = parts.accelerator.num_processes > 1
+    live = [name for name in parts.modalities if training(parts, name, step)]
+    # a modality past its own steps takes no part; under DDP it still runs, weighted zero, since every
+    # parameter must be in the graph (and its groups' learning rate is 0, so Adam does not move them)
+    present = list(parts.modalities) if ranked else live
+    for name in present:
+        modality = parts.modalities[name]
         reals[name] = next(batches[name])
         inputs[name] = modality.make_input(reals[name], parts.configs[name], parts.noise).to(reals[name].device)
     if parts.schedules:
-        schedule.apply(parts.opt_g, parts.configs, step, parts.steps, parts.trunk_users)
-        schedule.apply(parts.opt_d, parts.configs, step, parts.steps, parts.trunk_users)
+        horizon = {name: parts.modality_steps.get(name, parts.steps) for name in parts.modalities}
+        schedule.apply(parts.opt_g, parts.configs, step, horizon, parts.trunk_users)
+        schedule.apply(parts.opt_d, parts.configs, step, horizon, parts.trunk_users)
     # each fake is generated once and reused in the G step
     fakes = parts.G(inputs)
     detached = {name: fake.detach() for name, fake in fakes.items()}
 
     # discriminator step: real vs detached fakes, for the modalities past their adversarial start
-    active = [name for name in parts.modalities if adversarial(parts, name, step)]
+    active = [name for name in live if adversarial(parts, name, step)]
     if active:
         parts.D.requires_grad_(True)
-        ranked = parts.accelerator.num_processes > 1
         judged = list(parts.modalities) if ranked else active
         outputs = parts.D({name: [reals[name], detached[name]] for name in judged})
         d_total = half_step_loss(parts, "d", step, reals, detached, inputs, lambda name: tuple(outputs[name]),
@@ -156,8 +170,12 @@ def train_step(parts: StepParts, step: int, batches: dict[str, Iterator[Any]]) -
     # unwrapped: under DDP a wrapped module whose parameters get no gradient stalls the reducer.
     parts.D.requires_grad_(False)
     g_total = half_step_loss(parts, "g", step, reals, fakes, inputs,
-                             lambda name: (None, parts.D_module(name, fakes[name])), losses)
-    _update(parts, parts.opt_g, g_total)
+                             lambda name: (None, parts.D_module(name, fakes[name])), losses, names=live)
+    for name in present:
+        if name not in live:
+            g_total = g_total + 0.0 * fakes[name].float().sum()
+    if live or ranked:
+        _update(parts, parts.opt_g, g_total)
     parts.D.requires_grad_(True)
     return losses
 

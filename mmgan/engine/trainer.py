@@ -19,7 +19,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from mmgan import __version__, checkpoint
-from mmgan.config import RunConfig, validate
+from mmgan.config import RunConfig, own_value, validate
 from mmgan.distributed import RankWatch, convert_sync_batchnorm, rank0_work
 from mmgan.engine.best import BestExports
 from mmgan.engine.build import (
@@ -29,15 +29,21 @@ from mmgan.engine.build import (
     load_trunk,
     new_accelerator,
 )
-from mmgan.engine.ema import batchnorm_layers, ema_decay, recalibrate_batchnorm, update_ema
-from mmgan.engine.optim import discriminator_optimizer, generator_optimizer
+from mmgan.engine.ema import (
+    batchnorm_layers,
+    ema_decay,
+    ema_groups,
+    recalibrate_batchnorm,
+    update_ema,
+    update_ema_groups,
+)
+from mmgan.engine.optim import discriminator_optimizer, generator_optimizer, per_modality_groups
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, train_step
 from mmgan.engine.stop import Stopped, StopRequests, stop_requests
 from mmgan.files import writing
 from mmgan.plugins import describe_plugins, get_adversarial_loss, get_modality, get_plugin_manager
-from mmgan.schedule import scheduled
 from mmgan.tracking import RunFacts, Trackers
 
 log = logging.getLogger("mmgan")
@@ -93,8 +99,13 @@ class Trainer:
         self.parts = StepParts(accelerator=acc, pm=self.pm, modalities=modalities, configs=config.modalities,
                                adversarial=adversarial, G=G, D=D, D_module=acc.unwrap_model(D), opt_g=opt_g,
                                opt_d=opt_d, noise=noise, seed=config.run.seed,
-                               plugin_configs=config.plugins, steps=t.steps, schedules=scheduled(config.modalities),
-                               trunk_users=[n for n in config.run.modalities if config.modalities[n].trunk_depth != 0])
+                               plugin_configs=config.plugins, steps=t.steps, schedules=per_modality_groups(config),
+                               trunk_users=[n for n in config.run.modalities if config.modalities[n].trunk_depth != 0],
+                               modality_steps={n: own_value(config, n, "steps") for n in config.run.modalities})
+        # the EMA decay of each modality's own parameters (stem, head, trunk FiLM and gates), the trunk's
+        self._ema_groups = ema_groups(self.ema, self.accelerator.unwrap_model(self.G),
+                                      {n: own_value(config, n, "ema_decay") for n in config.run.modalities},
+                                      t.ema_decay)
         self.step = 0
         # seconds spent in training steps so far, over every session (no sampling, evaluation or checkpoint):
         # the compute axis of a learning curve, logged as train_s (wall clock) and train_cpu_s (the CPU time
@@ -267,8 +278,13 @@ class Trainer:
     def train_step(self, batches: dict[str, Iterator[Any]]) -> dict[str, torch.Tensor]:
         """One D update, one G update (``engine.step``), then the EMA update; the detached losses by name."""
         losses = train_step(self.parts, self.step, batches)
-        decay = ema_decay(self.step, self.config.train.ema_decay, self.config.train.ema_rampup)
-        update_ema(self.ema, self.accelerator.unwrap_model(self.G), decay)
+        rampup = self.config.train.ema_rampup
+        if len(self._ema_groups) == 1:  # one decay for every parameter, as runs always had
+            decay = ema_decay(self.step, self._ema_groups[0][0], rampup)
+            update_ema(self.ema, self.accelerator.unwrap_model(self.G), decay)
+        else:
+            update_ema_groups([(ema_decay(self.step, cap, rampup), ema, live) for cap, ema, live in self._ema_groups],
+                              self.ema, self.accelerator.unwrap_model(self.G))
         return losses
 
     def _mean_over_processes(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:

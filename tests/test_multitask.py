@@ -1,0 +1,108 @@
+"""A run of several modalities: each keeps its own steps, batch, optimiser and EMA decay (issue 14)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import torch
+from conftest import SPEECH_TINY, TINY, read_metrics
+
+from mmgan import config as cfg
+from mmgan.engine import Trainer
+from mmgan.plugins import get_modality
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def multitask(out, steps=4, extra=()):
+    return cfg.resolve(get_modality, plugins=["image", "speech"], out=out, steps=steps, batch_size=2,
+                       overrides=[*TINY, *SPEECH_TINY, "train.checkpoint_every=2", "train.sample_every=100",
+                                  *extra])
+
+
+def test_the_defaults_of_a_multi_task_run_keep_each_modality_s_own_settings(caplog):
+    config = cfg.resolve(get_modality, plugins=["image", "speech"], out="runs/x")
+    image, speech = get_modality("image").train_defaults, get_modality("speech").train_defaults
+    for name, suggested in (("image", image), ("speech", speech)):
+        for key in cfg.OWN_KEYS:
+            if key in suggested:
+                assert getattr(config.modalities[name], key) == suggested[key], (name, key)
+    assert config.train.steps == max(image["steps"], speech["steps"])
+    # the trunk's EMA averages no more than the modality that averages least
+    assert config.train.ema_decay == min(cfg.own_value(config, n, "ema_decay") for n in ("image", "speech"))
+    assert (config.modalities["image"].ema_decay, config.modalities["speech"].ema_decay) == (
+        image["ema_decay"], cfg.TrainConfig().ema_decay)  # speech keeps the core's, image its own
+    assert cfg.own_value(config, "speech", "lr_g") == speech["lr_g"] != cfg.own_value(config, "image", "lr_g")
+    text = cfg.to_toml(config)  # the resolved values are recorded
+    assert f"steps = {speech['steps']}" in text and f"steps = {image['steps']}" in text
+
+
+def test_a_modality_stops_at_its_own_steps_while_the_other_and_the_trunk_go_on(tmp_path):
+    config = multitask(tmp_path / "run", extra=["image.steps=2", "speech.lr_g=1e-3", "speech.beta1=0.8",
+                                                "image.ema_decay=0", "speech.ema_decay=0.999"])
+    trainer = Trainer(config, progress=False)
+    groups = {(g["mmgan_group"], g["lr"], g["betas"]) for g in trainer.parts.opt_g.param_groups}
+    own = {name: (cfg.own_value(config, name, "lr_g"), (cfg.own_value(config, name, "beta1"),
+                                                        cfg.own_value(config, name, "beta2")))
+           for name in ("image", "speech")}
+    assert own["speech"][0] == 1e-3 and own["speech"][1][0] == 0.8
+    assert ("speech", *own["speech"]) in groups and ("image", *own["image"]) in groups  # stems and heads
+    assert any(g[0] == "trunk" and g[1] == config.train.lr_g for g in groups)  # the trunk keeps [train]'s
+    live = trainer.accelerator.unwrap_model(trainer.G)
+    batches = trainer.batches()
+    for _ in range(2):
+        trainer.train_step(batches)
+        trainer.step += 1
+    image_parts = {"stem": snapshot(live.stems["image"]), "head": snapshot(live.heads["image"]),
+                   "d": snapshot(trainer.accelerator.unwrap_model(trainer.D).discriminators["image"])}
+    speech_head, trunk = snapshot(live.heads["speech"]), snapshot(live.trunk.blocks)
+    for _ in range(2):
+        losses = trainer.train_step(batches)
+        trainer.step += 1
+    assert not any(k.startswith("image/") for k in losses) and "speech/g/mel" in losses
+    assert not changed(image_parts["stem"], live.stems["image"]) and not changed(image_parts["head"],
+                                                                                  live.heads["image"])
+    assert not changed(image_parts["d"], trainer.accelerator.unwrap_model(trainer.D).discriminators["image"])
+    assert changed(speech_head, live.heads["speech"]) and changed(trunk, live.trunk.blocks)
+    # EMA decay per modality: image's 0 copies its live weights, speech's 0.999 lags behind
+    for key, value in live.heads["image"].state_dict().items():
+        assert torch.equal(trainer.ema.heads["image"].state_dict()[key], value), key
+    assert any(not torch.equal(trainer.ema.heads["speech"].state_dict()[k], v)
+               for k, v in live.heads["speech"].state_dict().items())
+
+
+def test_resume_is_exact_across_a_modality_s_last_step(tmp_path):
+    extra = ["image.steps=3", "speech.lr_g=1e-3"]
+    Trainer(multitask(tmp_path / "full", extra=extra), progress=False).fit()
+    Trainer(multitask(tmp_path / "broken", extra=extra), progress=False).fit()
+    shutil.rmtree(tmp_path / "broken" / "checkpoints" / "step_000004")
+    resumed = cfg.resolve(get_modality, resume_dir=tmp_path / "broken")
+    trainer = Trainer(resumed, resume=True, progress=False)
+    assert trainer.step == 2
+    trainer.fit()
+    full, again = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "broken")
+    assert [r["step"] for r in again] == [1, 2, 3, 4]
+    assert [sorted(k for k in r if k.startswith("image/")) for r in full][3] == []  # image done after step 3
+    for a, b in zip(full, again, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
+
+
+def test_steps_and_batch_size_flags_are_every_modality_s_and_bad_values_are_one_line(tmp_path):
+    config = cfg.resolve(get_modality, plugins=["image", "speech"], out="runs/x", steps=7, batch_size=3)
+    assert config.train.steps == 7 and all(m.steps == 0 and m.batch_size == 0 for m in config.modalities.values())
+    assert cfg.own_value(config, "speech", "steps") == 7
+    for setting, fragment in (("image.beta1=1.5", "image.beta1 must be in [0, 1) or -1"),
+                              ("speech.lr_g=-1", "speech.lr_g must be >= 0"),
+                              ("image.steps=-2", "image.steps must be >= 0")):
+        with pytest.raises(cfg.ConfigError, match=re.escape(fragment)):
+            cfg.resolve(get_modality, plugins=["image", "speech"], out="runs/x", overrides=[setting])
