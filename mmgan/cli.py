@@ -87,12 +87,15 @@ def cli(verbose: bool) -> None:
 @click.option("--init-trunk", type=click.Path(path_type=Path), metavar="RUN",
               help="Start from RUN's trained trunk (run.init_trunk): its best export, or the last with "
                    "--set run.init_trunk_export=last.")
+@click.option("--freeze-trunk", is_flag=True,
+              help="Keep the trunk's blocks as --init-trunk gave them (run.freeze_trunk); FiLM and gates train.")
 @click.option("--overwrite", is_flag=True,
               help="Start over in a --out that holds a run: remove its checkpoints, samples, export and metrics.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batch_size: int | None,
         out: Path | None, seed: int | None, config_file: Path | None, overrides: tuple[str, ...],
-        resume: Path | None, init_trunk: Path | None, overwrite: bool, no_progress: bool) -> None:
+        resume: Path | None, init_trunk: Path | None, freeze_trunk: bool, overwrite: bool, no_progress: bool
+        ) -> None:
     """Train a GAN for one or more modalities (e.g. `mmgan run --plugin image`).
 
     The first SIGTERM or Ctrl-C stops at the next step boundary with a checkpoint (exit 143 or 130); a
@@ -114,6 +117,7 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
         else:
             resume = None
     overrides = (*overrides, f"run.init_trunk={init_trunk}") if init_trunk is not None else overrides
+    overrides = (*overrides, "run.freeze_trunk=true") if freeze_trunk else overrides
     config = cfg.resolve(get_modality, plugins=plugins, config_file=config_file, resume_dir=resume, data=data,
                          steps=steps, batch_size=batch_size, seed=seed, out=out, overrides=overrides)
     run_dir = Path(config.run.out)

@@ -46,6 +46,9 @@ class RunSection:
     init_trunk: str = ""
     # which of that run's exports: "best" (kept by select_by; the last where there is none) or "last"
     init_trunk_export: str = "best"
+    # keep the trunk's blocks as they are (trained elsewhere: init_trunk); each modality's FiLM and gates
+    # still train, a few parameters that adapt the frozen trunk to it
+    freeze_trunk: bool = False
 
 
 @dataclass
@@ -316,6 +319,8 @@ def validate(config: RunConfig) -> None:
         tr.validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if config.run.freeze_trunk and not config.run.init_trunk:
+        log.warning("run.freeze_trunk without run.init_trunk: the trunk stays at its random initialisation")
     if config.run.init_trunk_export not in ("best", "last"):
         raise ConfigError(f"run.init_trunk_export must be best or last, got {config.run.init_trunk_export!r}")
     if not 0 <= config.run.seed < 2**32:

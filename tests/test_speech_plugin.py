@@ -167,6 +167,21 @@ def test_init_trunk_between_trunks_of_different_depths(tmp_path):
         assert torch.equal(back.accelerator.unwrap_model(back.G).trunk.blocks[0].state_dict()[key], value), key
 
 
+def test_freeze_trunk_keeps_the_transferred_blocks_and_trains_film(tmp_path, cli_run):
+    image_run = tmp_path / "img"
+    config = cfg.resolve(get_modality, plugins=["image"], out=image_run, steps=2, batch_size=4, overrides=TINY)
+    Trainer(config, progress=False).fit()
+    image_trunk = load_generator(image_run, "image")[0].trunk
+    result = cli_run("run", "--plugin", "speech", *speech_args(tmp_path / "sp", steps=3), "--init-trunk", image_run,
+                     "--freeze-trunk")
+    assert result.exit_code == 0, result.output
+    trunk = load_generator(tmp_path / "sp", "speech")[0].trunk
+    for key, value in image_trunk.blocks.state_dict().items():
+        assert torch.equal(trunk.blocks.state_dict()[key], value), key
+    assert trunk.film["speech"].abs().sum() > 0  # the modality's FiLM adapted the frozen trunk
+    assert 'freeze_trunk = true' in (tmp_path / "sp" / "config.toml").read_text()
+
+
 def test_speech_run_from_the_command_line_on_a_wav_folder(tmp_path, cli_run):
     folder = tmp_path / "LJSpeech-1.1"
     (folder / "wavs").mkdir(parents=True)

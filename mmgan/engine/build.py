@@ -85,6 +85,8 @@ def _generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:
     # frozen, so neither Adam nor DDP waits for gradients that cannot come
     for index in generators.unused_trunk_blocks():
         generators.trunk.blocks[index].requires_grad_(False)
+    if config.run.freeze_trunk:  # transfer without fine-tuning: the blocks stay, FiLM and gates adapt
+        generators.trunk.blocks.requires_grad_(False)
     return generators
 
 
