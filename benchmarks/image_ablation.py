@@ -75,7 +75,7 @@ def run_dir(root: Path, variant: str, seed: int) -> Path:
 
 def finished(run: Path, steps: int) -> bool:
     try:
-        return checkpoint.read_export(run, "image")[1].get("step") == steps
+        return checkpoint.read_export(run, "image", last=True)[1].get("step") == steps
     except Exception:  # no export yet, or a broken one: not finished
         return False
 
