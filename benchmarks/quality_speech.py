@@ -147,6 +147,8 @@ def main() -> None:
         "--contenders", default=",".join(CONTENDERS), help="comma-separated, from " + ", ".join(CONTENDERS)
     )
     parser.add_argument("--json", type=Path, help="append one JSON line per contender with its mean metrics")
+    parser.add_argument("--last", action="store_true", help="the run's last export, not the best it kept")
+    parser.add_argument("--checkpoint", type=Path, help="score this checkpoint directory's EMA generator")
     parser.add_argument("--seed", type=int, default=0, help="run.seed of the run (the untrained init)")
     parser.add_argument("--gl-iterations", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -174,7 +176,13 @@ def main() -> None:
         "fast-griffin-lim": lambda _, magnitude: griffin_lim(magnitude, args.gl_iterations, 0.99),
     }
     if "mmgan" in names:
-        trained, _ = load_generator(args.run, "speech")
+        trained, _ = load_generator(args.run, "speech", last=args.last)
+        if args.checkpoint is not None:  # that step's EMA generator instead of the export
+            from safetensors.torch import load_file
+
+            state = load_file(str(args.checkpoint / "mmgan_state.safetensors"))
+            ema = {key[len("ema."):]: value for key, value in state.items() if key.startswith("ema.")}
+            trained.load_state_dict({k: v for k, v in ema.items() if k in trained.state_dict()}, strict=True)
         remove_weight_norm(trained)
         synthesisers["mmgan"] = lambda log_mel, _: vocode(trained, log_mel)
     if "untrained" in names:
@@ -231,6 +239,7 @@ def main() -> None:
                         {
                             "contender": name,
                             "run": None if args.run is None else str(args.run),
+                            "checkpoint": None if args.checkpoint is None else str(args.checkpoint),
                             "data": args.data,
                             "clips": clips,
                             "seconds": args.seconds,
