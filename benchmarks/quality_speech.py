@@ -148,6 +148,7 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="append one JSON line per contender with its mean metrics")
     parser.add_argument("--last", action="store_true", help="the run's last export, not the best it kept")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="mmgan's vocoding precision")
     parser.add_argument("--checkpoint", type=Path, help="score this checkpoint directory's EMA generator")
     parser.add_argument("--seed", type=int, default=0, help="run.seed of the run (the untrained init)")
     parser.add_argument("--gl-iterations", type=int, default=32)
@@ -184,7 +185,7 @@ def main() -> None:
             ema = {key[len("ema."):]: value for key, value in state.items() if key.startswith("ema.")}
             trained.load_state_dict({k: v for k, v in ema.items() if k in trained.state_dict()}, strict=True)
         remove_weight_norm(trained)
-        synthesisers["mmgan"] = lambda log_mel, _: vocode(trained, log_mel)
+        synthesisers["mmgan"] = lambda log_mel, _: vocode(trained, log_mel, precision=args.precision)
     if "untrained" in names:
         untrained = untrained_like(args.run, args.seed)
         remove_weight_norm(untrained)
@@ -240,6 +241,7 @@ def main() -> None:
                             "contender": name,
                             "run": None if args.run is None else str(args.run),
                             "checkpoint": None if args.checkpoint is None else str(args.checkpoint),
+                            "precision": args.precision if name == "mmgan" else None,
                             "data": args.data,
                             "clips": clips,
                             "seconds": args.seconds,

@@ -54,7 +54,7 @@ NAME = "speech"
 # the shared trunk's blocks a speech run builds (Modality.trunk_defaults): Vocos's backbone is 8 blocks
 TRUNK_DEPTH = 8
 # the default run's steps: the reconstruction warm-up (SpeechConfig.adversarial_start), then GAN steps
-DEFAULT_STEPS = 2600
+DEFAULT_STEPS = 3750
 # the generators ``speech.generator`` names (``networks`` for melgan, ``vocos`` for vocos)
 GENERATORS = ("melgan", "vocos")
 # the one mel definition (``mmgan_speech.mel.MelConfig()``, as the losses use it)
@@ -105,8 +105,10 @@ class SpeechConfig(ModalityConfig):
     # clips shorter than a segment: "pad" with silence or "skip"
     short_clips: str = "pad"
     # the first steps train the generator on its reconstruction terms alone (mel, MR-STFT), at a tenth of a
-    # GAN step's cost; then the discriminators join (as Parallel WaveGAN and multi-band MelGAN start D late)
-    adversarial_start: int = 2000
+    # GAN step's cost; then the discriminators join (as Parallel WaveGAN and multi-band MelGAN start D late).
+    # Measured: per CPU-minute, and even per step, reconstruction steps improved every held-out measure
+    # faster than the first GAN steps did (docs/benchmarks.md), so the default run is mostly warm-up
+    adversarial_start: int = 3500
     # the held-out measure that picks the best export (mmgan vocode/eval use it; --last for the last step)
     select_by: str = "mcd_db"
 
@@ -165,7 +167,7 @@ class SpeechPlugin(ModalityPlugin):
         # 2 CPU cores (a reconstruction warm-up of speech.adversarial_start cheap steps, then the GAN), with
         # a held-out evaluation every 250 steps that keeps the best export by MCD (docs/benchmarks.md)
         train_defaults={"batch_size": 16, "lr_g": 5e-4, "lr_d": 5e-4, "beta1": 0.8, "beta2": 0.9,
-                        "steps": DEFAULT_STEPS, "sample_every": 500, "checkpoint_every": 500, "eval_every": 250,
+                        "steps": DEFAULT_STEPS, "sample_every": 500, "checkpoint_every": 500, "eval_every": 500,
                         "eval_samples": 16},
         trunk_defaults={"depth": TRUNK_DEPTH},
         # runs and exports written before speech.generator existed were MelGANs
