@@ -100,8 +100,11 @@ def report(run: Path, rows: list[dict], gl: dict[str, float]) -> None:
     print("| griffin-lim | | " + " | ".join(f"{gl[m]:.3f}" for m in measures) + " |")
     for m in measures:
         first = next((r for r in rows if m in r and beats(r[m], gl[m], MEASURES[m])), None)
-        where = f"step {first['step']} ({first['minutes']:.1f} min)" if first else "not within this curve"
-        print(f"- {m}: passes Griffin-Lim ({gl[m]:.3f}) at {where}")
+        if first:
+            print(f"- {m}: passes Griffin-Lim ({gl[m]:.3f}) at step {first['step']} "
+                  f"({first['minutes']:.1f} CPU-minutes)")
+        else:
+            print(f"- {m}: does not pass Griffin-Lim ({gl[m]:.3f}) within this curve")
 
 
 def plot(curves: dict[Path, tuple[list[dict], dict[str, float]]], out: Path) -> None:
