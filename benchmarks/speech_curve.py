@@ -156,8 +156,11 @@ def triple(run: Path, out: Path, clip_index: int = 0) -> None:
     for ax, (name, wave) in zip(axes, waves.items(), strict=True):
         mel = mel_spectrogram(wave.float(), MEL)
         ax.imshow(mel.numpy(), origin="lower", aspect="auto", vmin=-11.5, vmax=float(log_mel.max()), cmap="magma")
-        scores = "" if name == "real" else " (MCD {mcd_db:.2f} dB, PESQ {pesq_wb:.2f})".format(
-            **speech_metrics(wave, clip, MEL.sample_rate, MEL.sample_rate))
+        scores = ""
+        if name != "real":
+            measured = speech_metrics(wave, clip, MEL.sample_rate, MEL.sample_rate)
+            pesq = measured.get("pesq_wb")  # only with the audio-metrics extra
+            scores = f" (MCD {measured['mcd_db']:.2f} dB" + (f", PESQ {pesq:.2f})" if pesq is not None else ")")
         ax.set_title(name + scores, fontsize=9)
         ax.set_xlabel("frame")
         write_wav(out.with_name(f"{out.stem}_{name}.wav"), wave.numpy(), MEL.sample_rate)
