@@ -89,8 +89,8 @@ def rss_anon_mib(pid: int) -> float:
             for line in status:
                 if line.startswith("RssAnon:"):
                     return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    except OSError:  # the process has exited between two samples: nothing resident any more
+        return 0.0
     return 0.0
 
 

@@ -47,11 +47,15 @@ def ema_groups(ema: nn.Module, live: nn.Module, decays: dict[str, float], defaul
 
 
 @torch.no_grad()
-def update_ema_groups(groups: list[tuple[float, list[torch.Tensor], list[torch.Tensor]]], ema: nn.Module,
-                      live: nn.Module) -> None:
-    """:func:`update_ema` with a decay per group of parameters (``(decay, EMA params, live params)``)."""
-    for decay, ema_params, live_params in groups:
-        torch._foreach_lerp_(ema_params, live_params, 1 - decay)
+def update_ema_groups(groups: list[tuple[float, list[torch.Tensor], list[torch.Tensor]]], step: int, rampup: float,
+                      ema: nn.Module, live: nn.Module) -> None:
+    """One EMA update of :func:`ema_groups`' groups (``(cap, EMA params, live params)``), each at its own
+    :func:`ema_decay` for ``step``; the buffers copied. One group is :func:`update_ema`, as runs always had."""
+    if len(groups) == 1:
+        update_ema(ema, live, ema_decay(step, groups[0][0], rampup))
+        return
+    for cap, ema_params, live_params in groups:
+        torch._foreach_lerp_(ema_params, live_params, 1 - ema_decay(step, cap, rampup))
     for ema_buf, buf in zip(ema.buffers(), live.buffers(), strict=True):
         ema_buf.copy_(buf)
 

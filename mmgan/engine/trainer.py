@@ -29,14 +29,7 @@ from mmgan.engine.build import (
     load_trunk,
     new_accelerator,
 )
-from mmgan.engine.ema import (
-    batchnorm_layers,
-    ema_decay,
-    ema_groups,
-    recalibrate_batchnorm,
-    update_ema,
-    update_ema_groups,
-)
+from mmgan.engine.ema import batchnorm_layers, ema_groups, recalibrate_batchnorm, update_ema_groups
 from mmgan.engine.optim import discriminator_optimizer, generator_optimizer, per_modality_groups
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
@@ -278,13 +271,8 @@ class Trainer:
     def train_step(self, batches: dict[str, Iterator[Any]]) -> dict[str, torch.Tensor]:
         """One D update, one G update (``engine.step``), then the EMA update; the detached losses by name."""
         losses = train_step(self.parts, self.step, batches)
-        rampup = self.config.train.ema_rampup
-        if len(self._ema_groups) == 1:  # one decay for every parameter, as runs always had
-            decay = ema_decay(self.step, self._ema_groups[0][0], rampup)
-            update_ema(self.ema, self.accelerator.unwrap_model(self.G), decay)
-        else:
-            update_ema_groups([(ema_decay(self.step, cap, rampup), ema, live) for cap, ema, live in self._ema_groups],
-                              self.ema, self.accelerator.unwrap_model(self.G))
+        update_ema_groups(self._ema_groups, self.step, self.config.train.ema_rampup, self.ema,
+                          self.accelerator.unwrap_model(self.G))
         return losses
 
     def _mean_over_processes(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
