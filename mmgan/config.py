@@ -304,8 +304,9 @@ def to_toml(config: RunConfig) -> str:
 # What a run or an export written before a modality key existed meant by its absence, where that key's
 # default (in a plugin's config class) may differ: such runs resume and load as they were trained.
 LEGACY_MODALITY_VALUES: dict[str, Any] = {"trunk_depth": -1}
-# the same for [trunk]: before trunk.residual existed every trunk was "plain"
-LEGACY_TRUNK_VALUES: dict[str, Any] = {"residual": "plain"}
+# the same for [trunk]: before trunk.residual existed every trunk was "plain"; before
+# trunk.exclusive_blocks every block trained at [train]'s settings
+LEGACY_TRUNK_VALUES: dict[str, Any] = {"residual": "plain", "exclusive_blocks": "shared"}
 
 
 def legacy_modality_values(section: Mapping[str, Any], modality: Modality | None = None) -> dict[str, Any]:

@@ -29,6 +29,10 @@ class TrunkConfig:
     # rescaled to x's size per token, with a gate g per modality and block starting at 0 (a block can
     # never outweigh its input more than |g| times)
     residual: str = "bounded"
+    # in a run of several modalities, a block that one modality alone goes through (the others stop
+    # earlier: <modality>.trunk_depth): "owner" trains and averages it as that modality's own (its lr_g,
+    # betas, schedule and EMA decay, as in a run of it alone); "shared": at [train]'s, like shared blocks
+    exclusive_blocks: str = "owner"
 
     # the keys that shape the weights (what must agree for --init-trunk); lr_scale only trains them
     SHAPE_KEYS = ("width", "depth", "kernel_size", "expansion", "residual")
@@ -46,6 +50,8 @@ class TrunkConfig:
             raise ValueError(f"trunk.kernel_size must be odd (to keep T), got {self.kernel_size}")
         if self.residual not in ("plain", "bounded"):
             raise ValueError(f"trunk.residual must be plain or bounded, got {self.residual!r}")
+        if self.exclusive_blocks not in ("owner", "shared"):
+            raise ValueError(f"trunk.exclusive_blocks must be owner or shared, got {self.exclusive_blocks!r}")
 
 
 class TrunkBlock(nn.Module):

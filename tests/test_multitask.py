@@ -11,6 +11,7 @@ from conftest import SPEECH_TINY, TINY, read_metrics
 
 from mmgan import config as cfg
 from mmgan.engine import Trainer
+from mmgan.errors import ConfigError
 from mmgan.plugins import get_modality
 
 
@@ -106,3 +107,48 @@ def test_steps_and_batch_size_flags_are_every_modality_s_and_bad_values_are_one_
                               ("image.steps=-2", "image.steps must be >= 0")):
         with pytest.raises(cfg.ConfigError, match=re.escape(fragment)):
             cfg.resolve(get_modality, plugins=["image", "speech"], out="runs/x", overrides=[setting])
+
+
+def _groups_of(trainer, params):
+    ids = {id(p) for p in params}
+    return {(g["mmgan_group"], g["lr"], g["betas"]) for g in trainer.parts.opt_g.param_groups
+            if ids & {id(p) for p in g["params"]}}
+
+
+def test_a_trunk_block_only_one_modality_goes_through_trains_and_averages_as_its_own(tmp_path):
+    extra = ["trunk.depth=3", "image.trunk_depth=1", "speech.lr_g=1e-3", "speech.beta1=0.8",
+             "image.ema_decay=0", "speech.ema_decay=0.999"]
+    config = multitask(tmp_path / "run", extra=extra)
+    assert config.trunk.exclusive_blocks == "owner"
+    trainer = Trainer(config, progress=False)
+    live = trainer.accelerator.unwrap_model(trainer.G)
+    speech_own = ("speech", 1e-3, (0.8, cfg.own_value(config, "speech", "beta2")))
+    # block 0 is shared (image goes through it too): [train]'s; blocks 1 and 2 are speech's alone
+    assert _groups_of(trainer, live.trunk.blocks[0].parameters()) == {
+        ("trunk", config.train.lr_g, (config.train.beta1, config.train.beta2))}
+    assert _groups_of(trainer, [*live.trunk.blocks[1].parameters(), *live.trunk.blocks[2].parameters()]) == {speech_own}
+    batches = trainer.batches()
+    for _ in range(2):
+        trainer.train_step(batches)
+        trainer.step += 1
+    # the trunk's EMA decay is the smallest (image's 0): block 0's EMA is its live weights; speech's blocks
+    # average at speech's 0.999 and lag behind
+    ema = trainer.ema.trunk.blocks
+    assert all(torch.equal(ema[0].state_dict()[k], v) for k, v in live.trunk.blocks[0].state_dict().items())
+    assert any(not torch.equal(ema[2].state_dict()[k], v) for k, v in live.trunk.blocks[2].state_dict().items())
+
+
+def test_shared_exclusive_blocks_keep_every_block_at_the_trunk_s_settings_as_older_runs_did(tmp_path):
+    extra = ["trunk.depth=3", "image.trunk_depth=1", "speech.lr_g=1e-3", "trunk.exclusive_blocks=shared"]
+    config = multitask(tmp_path / "run", extra=extra)
+    trainer = Trainer(config, progress=False)
+    live = trainer.accelerator.unwrap_model(trainer.G)
+    assert {g[0] for g in _groups_of(trainer, live.trunk.blocks.parameters())} == {"trunk"}
+    # a run written before the key existed resumes with its old meaning
+    config.trunk.exclusive_blocks = "owner"
+    (tmp_path / "run").mkdir(exist_ok=True)
+    (tmp_path / "run" / "config.toml").write_text("\n".join(
+        line for line in cfg.to_toml(config).splitlines() if not line.startswith("exclusive_blocks")) + "\n")
+    assert cfg.resolve(get_modality, resume_dir=tmp_path / "run").trunk.exclusive_blocks == "shared"
+    with pytest.raises(ConfigError, match="trunk.exclusive_blocks must be owner or shared, got 'mine'"):
+        multitask(tmp_path / "bad", extra=["trunk.exclusive_blocks=mine"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -27,11 +27,12 @@ def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
         ema_buf.copy_(buf)
 
 
-def ema_groups(ema: nn.Module, live: nn.Module, decays: dict[str, float], default: float
-               ) -> list[tuple[float, list[torch.Tensor], list[torch.Tensor]]]:
+def ema_groups(ema: nn.Module, live: nn.Module, decays: dict[str, float], default: float,
+               blocks: Mapping[int, str] | None = None) -> list[tuple[float, list[torch.Tensor], list[torch.Tensor]]]:
     """The generators' parameters grouped by EMA decay cap: each modality's own (``stems.<m>.``,
-    ``heads.<m>.``, ``trunk.film.<m>``, ``trunk.gate.<m>``) at ``decays[m]``, everything else (the shared
-    trunk) at ``default``; as (cap, EMA parameters, live parameters). One group where all caps agree."""
+    ``heads.<m>.``, ``trunk.film.<m>``, ``trunk.gate.<m>``, and the trunk blocks ``blocks`` gives it) at
+    ``decays[m]``, everything else (the shared trunk) at ``default``; as (cap, EMA parameters, live
+    parameters). One group where all caps agree."""
     if all(decay == default for decay in decays.values()):
         return [(default, list(ema.parameters()), list(live.parameters()))]
     live_params = dict(live.named_parameters())
@@ -39,6 +40,8 @@ def ema_groups(ema: nn.Module, live: nn.Module, decays: dict[str, float], defaul
     for name, param in ema.named_parameters():
         owner = next((m for m in decays if name.startswith((f"stems.{m}.", f"heads.{m}."))
                       or name in (f"trunk.film.{m}", f"trunk.gate.{m}")), None)
+        if owner is None and name.startswith("trunk.blocks."):
+            owner = (blocks or {}).get(int(name.split(".")[2]))
         cap = decays[owner] if owner is not None else default
         pair = groups.setdefault(cap, ([], []))
         pair[0].append(param)

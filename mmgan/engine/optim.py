@@ -7,8 +7,11 @@ steps, learning rates or betas (``<modality>.steps``, ``lr_g``, ``lr_d``, ``beta
 several modalities has them), every modality's stem and head, its trunk FiLM and gates, and its
 discriminator get groups of their own, with its learning rates and betas, tagged for
 ``mmgan.schedule.apply``; the shared trunk keeps ``train.lr_g * trunk.lr_scale`` and ``[train]``'s
-betas. Changing that on resume changes the groups, and the checkpoint's optimizer state no longer fits
-(a one-line error).
+betas. In a run of several modalities, a trunk block that one modality alone goes through
+(``trunk.exclusive_blocks = "owner"``) is in that modality's group instead, at its ``lr_g x
+trunk.lr_scale`` and betas, on its schedule: a modality's private blocks train as in a run of it alone.
+Changing that on resume changes the groups, and the checkpoint's optimizer state no longer fits (a
+one-line error).
 """
 
 from __future__ import annotations
@@ -33,6 +36,21 @@ def per_modality_groups(config: RunConfig) -> bool:
     return scheduled(config.modalities) or has_own_optimisation(config)
 
 
+def exclusive_block_owners(config: RunConfig) -> dict[int, str]:
+    """Trunk block index -> the one modality that goes through it, for the blocks only one modality of a
+    run of several uses (``trunk.exclusive_blocks = "owner"``); empty otherwise (a run of one modality:
+    its groups are [train]'s anyway, and its optimizer state keeps the shape it always had)."""
+    names = config.run.modalities
+    if len(names) < 2 or config.trunk.exclusive_blocks != "owner":
+        return {}
+    owners = {}
+    for block in range(config.trunk.depth):
+        users = [n for n in names if config.modalities[n].trunk_depth < 0 or config.modalities[n].trunk_depth > block]
+        if len(users) == 1:
+            owners[block] = users[0]
+    return owners
+
+
 def _betas(config: RunConfig, name: str) -> tuple[float, float]:
     return own_value(config, name, "beta1"), own_value(config, name, "beta2")
 
@@ -55,6 +73,8 @@ def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.op
         return _adam([{"params": rest, GROUP_KEY: "all"},
                       {"params": trunk_all, "lr": t.lr_g * scale, GROUP_KEY: "trunk"}], config, t.lr_g)
     groups = []
+    owners = exclusive_block_owners(config)
+    owned = {id(p) for block in owners for p in generators.trunk.blocks[block].parameters()}
     for name in config.run.modalities:
         groups.append({"params": [*generators.stems[name].parameters(), *generators.heads[name].parameters()],
                        "lr": own_value(config, name, "lr_g"), "betas": _betas(config, name), GROUP_KEY: name})
@@ -62,7 +82,14 @@ def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.op
         film = [generators.trunk.film[name], *([generators.trunk.gate[name]] if name in generators.trunk.gate
                                                else [])]
         groups.append({"params": film, "lr": t.lr_g * scale, GROUP_KEY: name})
-    groups.append({"params": trunk, "lr": t.lr_g * scale, GROUP_KEY: "trunk"})
+        private = [p for block, owner in owners.items() if owner == name
+                   for p in generators.trunk.blocks[block].parameters()]
+        if private:
+            groups.append({"params": private, "lr": own_value(config, name, "lr_g") * scale,
+                           "betas": _betas(config, name), GROUP_KEY: name})
+    shared = [p for p in trunk if id(p) not in owned]
+    if shared:
+        groups.append({"params": shared, "lr": t.lr_g * scale, GROUP_KEY: "trunk"})
     seen = {id(p) for g in groups for p in g["params"]}
     missing = [p for p in generators.parameters() if id(p) not in seen and id(p) not in trunk_ids]
     if missing:  # nothing should be left: a guard against a module added to GeneratorSet later

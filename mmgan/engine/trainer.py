@@ -30,7 +30,7 @@ from mmgan.engine.build import (
     new_accelerator,
 )
 from mmgan.engine.ema import batchnorm_layers, ema_groups, recalibrate_batchnorm, update_ema_groups
-from mmgan.engine.optim import discriminator_optimizer, generator_optimizer, per_modality_groups
+from mmgan.engine.optim import discriminator_optimizer, exclusive_block_owners, generator_optimizer, per_modality_groups
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, train_step
@@ -98,7 +98,7 @@ class Trainer:
         # the EMA decay of each modality's own parameters (stem, head, trunk FiLM and gates), the trunk's
         self._ema_groups = ema_groups(self.ema, self.accelerator.unwrap_model(self.G),
                                       {n: own_value(config, n, "ema_decay") for n in config.run.modalities},
-                                      t.ema_decay)
+                                      t.ema_decay, exclusive_block_owners(config))
         self.step = 0
         # seconds spent in training steps so far, over every session (no sampling, evaluation or checkpoint):
         # the compute axis of a learning curve, logged as train_s (wall clock) and train_cpu_s (the CPU time
