@@ -1,5 +1,5 @@
-"""Reconstruction losses of the speech plugin: log-mel L1 (HiFi-GAN) and multi-resolution STFT
-(Parallel WaveGAN, Yamamoto et al. 2020). Both take waveforms (B, 1, T) or (B, T)."""
+"""Reconstruction losses of the speech plugin: log-mel L1 (HiFi-GAN), multi-resolution STFT (Parallel
+WaveGAN, Yamamoto et al. 2020) and the phase-derivative loss. All take waveforms (B, 1, T) or (B, T)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,50 @@ def multi_resolution_stft(fake: torch.Tensor, real: torch.Tensor,
         convergence = torch.linalg.norm(r - f, dim=(1, 2)) / torch.linalg.norm(r, dim=(1, 2)).clamp_min(1e-7)
         total = total + convergence.mean() + F.l1_loss(f.log(), r.log())
     return total / len(resolutions)
+
+
+def _phase_distance(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """Weighted mean of ``1 - cos`` of the difference between fake's and real's phase steps along ``dim``."""
+    length = fake.shape[dim]
+    ahead, behind = (slice(1, None), slice(0, length - 1))
+    index = [slice(None)] * fake.dim()
+
+    def step(spec: torch.Tensor) -> torch.Tensor:  # z[k] * conj(z[k - 1]): its angle is the phase step
+        index[dim] = ahead
+        later = spec[tuple(index)]
+        index[dim] = behind
+        return later * spec[tuple(index)].conj()
+
+    f, r = step(fake), step(real)
+    # cos of the angle between the two steps; the floor keeps the gradient finite where fake is silent
+    cosine = (f * r.conj()).real / (f.abs() * r.abs() + 1e-6)
+    index[dim] = ahead
+    w = weight[tuple(index)]
+    index[dim] = behind
+    w = (w * weight[tuple(index)]).sqrt()
+    return ((1 - cosine) * w).sum() / w.sum().clamp_min(1e-7)
+
+
+def phase_derivative_loss(fake: torch.Tensor, real: torch.Tensor, config: MelConfig = MEL) -> torch.Tensor:
+    """How far the fake's phase moves unlike the real's, in the plugin's own framing (``mel.py``).
+
+    A mel says nothing of a wave's absolute phase (where a harmonic's cycle starts), but the phase's
+    steps are local: along time they are each bin's instantaneous frequency, along frequency its group
+    delay, and a vocoder must get both right to sound like speech rather than like noise shaped by a
+    mel. Each is compared as ``1 - cos`` of the difference of the steps (anti-wrapped: a step of
+    2 pi - e equals one of -e; 0 for equal steps, 2 for opposite ones), averaged with the real
+    magnitude as the weight, so that silent bins, whose phase is noise, count for little. The loss is
+    the mean of the two, in [0, 2]; the idea of supervising phase derivatives is APNet's (Ai & Ling
+    2023), the form here is our own.
+    """
+    from mmgan_speech.vocos import frame_spectrum
+
+    fake_spec = frame_spectrum(_flat(fake).float(), config)
+    real_spec = frame_spectrum(_flat(real).float(), config)
+    # both scaled by the real clip's mean magnitude: the floor in _phase_distance is then relative
+    scale = real_spec.abs().mean(dim=(1, 2), keepdim=True).clamp_min(1e-7)
+    fake_spec, real_spec = fake_spec / scale, real_spec / scale
+    weight = real_spec.abs().detach()
+    time = _phase_distance(fake_spec, real_spec, weight, dim=2)
+    frequency = _phase_distance(fake_spec, real_spec, weight, dim=1)
+    return (time + frequency) / 2

@@ -102,6 +102,9 @@ class SpeechConfig(ModalityConfig):
     # weight of the multi-resolution STFT loss (0: off; 5 scored better than 0 on every measure after the
     # warm-up, docs/benchmarks.md)
     stft_weight: float = 5.0
+    # weight of the phase-derivative loss (losses.phase_derivative_loss: the phase's steps along time and
+    # frequency against the real wave's; 0: off); a reconstruction term, so it trains in the warm-up too
+    phase_weight: float = 0.0
     # clips shorter than a segment: "pad" with silence or "skip"
     short_clips: str = "pad"
     # the first steps train the generator on its reconstruction terms alone (mel, MR-STFT), at a tenth of a
@@ -120,7 +123,7 @@ class SpeechConfig(ModalityConfig):
         for name, high in (("ngf", 1024), ("ndf", 1024), ("disc_channels", 16384)):
             if not 1 <= getattr(self, name) <= high:
                 raise ValueError(f"{name} must be between 1 and {high}, got {getattr(self, name)}")
-        for name in ("feature_matching_weight", "mel_weight", "stft_weight"):
+        for name in ("feature_matching_weight", "mel_weight", "stft_weight", "phase_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         longest = max(n_fft for n_fft, _, _ in STFT_RESOLUTIONS)
@@ -204,7 +207,7 @@ class SpeechPlugin(ModalityPlugin):
         return SpeechCodec(config.segment_length, MEL.sample_rate, config.short_clips)
 
     def generator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor]:
-        from mmgan_speech.losses import mel_l1, multi_resolution_stft
+        from mmgan_speech.losses import mel_l1, multi_resolution_stft, phase_derivative_loss
         from mmgan_speech.networks import feature_matching_loss
 
         cfg: SpeechConfig = ctx.config
@@ -215,6 +218,8 @@ class SpeechPlugin(ModalityPlugin):
             terms["mel"] = cfg.mel_weight * mel_l1(ctx.fake, ctx.real, MEL.get())
         if cfg.stft_weight:
             terms["stft"] = cfg.stft_weight * multi_resolution_stft(ctx.fake, ctx.real)
+        if cfg.phase_weight:
+            terms["phase"] = cfg.phase_weight * phase_derivative_loss(ctx.fake, ctx.real, MEL.get())
         return terms
 
     def write_samples(self, samples: torch.Tensor, path: Path, config: SpeechConfig,
