@@ -33,6 +33,10 @@ class TrunkConfig:
     # earlier: <modality>.trunk_depth): "owner" trains and averages it as that modality's own (its lr_g,
     # betas, schedule and EMA decay, as in a run of it alone); "shared": at [train]'s, like shared blocks
     exclusive_blocks: str = "owner"
+    # how the modalities' gradients on the blocks they share are combined: "sum" (one backward of the
+    # summed losses), "pcgrad" (each loses its component against any other it conflicts with) or
+    # "normalized" (each rescaled to their mean norm); mmgan.engine.conflict, docs/multitask.md
+    gradients: str = "sum"
 
     # the keys that shape the weights (what must agree for --init-trunk); lr_scale only trains them
     SHAPE_KEYS = ("width", "depth", "kernel_size", "expansion", "residual")
@@ -50,6 +54,8 @@ class TrunkConfig:
             raise ValueError(f"trunk.kernel_size must be odd (to keep T), got {self.kernel_size}")
         if self.residual not in ("plain", "bounded"):
             raise ValueError(f"trunk.residual must be plain or bounded, got {self.residual!r}")
+        if self.gradients not in ("sum", "pcgrad", "normalized"):
+            raise ValueError(f"trunk.gradients must be sum, pcgrad or normalized, got {self.gradients!r}")
         if self.exclusive_blocks not in ("owner", "shared"):
             raise ValueError(f"trunk.exclusive_blocks must be owner or shared, got {self.exclusive_blocks!r}")
 

@@ -94,7 +94,8 @@ def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(sha
                 assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a["step"], key)
 
 
-def test_two_processes_of_batch_b_give_the_gradients_of_one_process_of_batch_2b(tmp_path):
+@pytest.mark.parametrize("gradients", ["sum", "normalized"])
+def test_two_processes_of_batch_b_give_the_gradients_of_one_process_of_batch_2b(tmp_path, gradients):
     # builtin data through Accelerate's sharded sampler: rank 0 takes the global batch's first B samples,
     # rank 1 the next B; one process with 2B takes all of them. SyncBatchNorm makes DCGAN's BatchNorm see the
     # global batch. lr_d ~ 0 keeps D unchanged between the D step and the G step, so G's gradients are
@@ -102,8 +103,12 @@ def test_two_processes_of_batch_b_give_the_gradients_of_one_process_of_batch_2b(
     # The speech mel loss is left out: at initialisation MelGAN's output is so quiet that its log-mel sits
     # at the log floor, where rounding-level differences between batch shapes switch the floor on or off
     # and change the mel gradient by ~0.5%; feature matching and the adversarial loss are compared.
+    # trunk.gradients=normalized rescales each modality's gradient on the shared trunk block by norms that
+    # must be those of the whole batch: the processes average the modalities' gradients before combining.
+    # (A plain residual: a bounded block's gate starts at 0 and gives the block no gradient at step one.)
     common = ["--plugin", "image", "--plugin", "speech", "--steps", 1, "--no-progress",
-              *settings(*TINY, "train.lr_d=1e-12", "speech.mel_weight=0")]
+              *settings(*TINY, "train.lr_d=1e-12", "speech.mel_weight=0", f"trunk.gradients={gradients}",
+                       "trunk.residual=plain")]
     launch(WORKER, "grads", tmp_path, "--out", tmp_path / "two", "--batch-size", 4, *common)
     one = tmp_path / "one"
     one.mkdir()

@@ -4,6 +4,7 @@ A reader can take it one part at a time:
 
 - ``build``:   a run's networks (stems and heads around one shared trunk), its accelerator, its data;
 - ``step``:    one training step: a D update, then a G update, both through one loss loop;
+- ``conflict``: how the modalities' gradients combine on the trunk blocks they share;
 - ``ema``:     the EMA generator (decay schedule, update);
 - ``rundir``:  the files of a run directory (config.toml, metrics.jsonl);
 - ``resume``:  checkpoints written and read back so that resume is exact;

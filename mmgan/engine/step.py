@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from mmgan import schedule
+from mmgan.engine import conflict
 from mmgan.errors import ConfigError, PluginError
 from mmgan.losses import AdversarialLoss, DiscriminatorInactive, LossContext
 from mmgan.modality import Modality
@@ -44,6 +45,7 @@ class StepParts:
     # the modality takes no part (missing: train.steps)
     modality_steps: dict[str, int] = field(default_factory=dict)
     trunk_users: list[str] = field(default_factory=list)  # the modalities that go through the trunk
+    trunk_gradients: str = "sum"  # how the modalities' gradients on shared trunk blocks combine (conflict.py)
 
 
 def _loss_terms(results: list[dict[str, torch.Tensor] | None], modality: str, kind: str) -> dict[str, torch.Tensor]:
@@ -59,7 +61,7 @@ def _loss_terms(results: list[dict[str, torch.Tensor] | None], modality: str, ki
 def half_step_loss(parts: StepParts, kind: str, step: int, reals: dict[str, torch.Tensor],
                    fakes: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor],
                    judge: Callable[[str], tuple[Any, Any]], losses: dict[str, torch.Tensor],
-                   names: list[str] | None = None) -> Any:
+                   names: list[str] | None = None, per_modality: dict[str, Any] | None = None) -> Any:
     """The summed loss of one half of the step: ``kind`` "d" (discriminator) or "g" (generator).
 
     ``judge(name)`` gives D's outputs ``(d_real, d_fake)`` for a modality (``d_real`` None in the G
@@ -67,6 +69,7 @@ def half_step_loss(parts: StepParts, kind: str, step: int, reals: dict[str, torc
     as ``<modality>/<kind>/<term>``. ``names``: the modalities to include (default all). A modality
     before its ``adversarial_start`` (G half only) has no adversarial term; its loss is its plugins'
     reconstruction terms, each plugin's terms skipped where they need D (``DiscriminatorInactive``).
+    ``per_modality``, when given, receives each modality's own sum.
     """
     hook = parts.pm.hook.mmgan_discriminator_loss_terms if kind == "d" else parts.pm.hook.mmgan_generator_loss_terms
     who = "discriminator" if kind == "d" else "generator"
@@ -92,6 +95,8 @@ def half_step_loss(parts: StepParts, kind: str, step: int, reals: dict[str, torc
                                   f"gives {name} a reconstruction loss term: its generator would learn nothing "
                                   "before that step (set it to 0)")
         total = total + sum(terms.values())
+        if per_modality is not None:
+            per_modality[name] = (adv if active else 0.0) + sum(terms.values())
         losses.update({f"{name}/{kind}/{k}": v.detach() for k, v in terms.items()})
     return total
 
@@ -122,6 +127,44 @@ def _update(parts: StepParts, optimizer: torch.optim.Optimizer, total: torch.Ten
     optimizer.zero_grad(set_to_none=True)
     parts.accelerator.backward(total)
     optimizer.step()
+
+
+def _shared_trunk(parts: StepParts) -> list[torch.Tensor]:
+    """The parameters of the trunk blocks that several modalities go through."""
+    generators = parts.accelerator.unwrap_model(parts.G)
+    return conflict.shared_parameters(generators.trunk, generators.depths)
+
+
+def _update_combined(parts: StepParts, total: torch.Tensor, per: dict[str, torch.Tensor],
+                     shared: list[torch.Tensor], step: int) -> None:
+    """The G update with the shared trunk blocks' gradient combined from each modality's (``trunk.gradients``).
+
+    Each modality's gradient on the shared blocks comes from its own loss (``autograd.grad``, which leaves
+    ``.grad`` and DDP's reducer alone), averaged over the processes; then one backward of the summed loss
+    gives every other parameter its gradient, and the shared blocks' is replaced by the combination.
+    """
+    acc = parts.accelerator
+    flat = []
+    for name in per:
+        grads = torch.autograd.grad(per[name], shared, retain_graph=True, allow_unused=True)
+        flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                               for g, p in zip(grads, shared, strict=True)]))
+    stacked = torch.stack(flat)
+    if acc.num_processes > 1:
+        stacked = acc.reduce(stacked, reduction="mean")
+    order = torch.Generator().manual_seed(parts.seed * 1_000_003 + step)
+    combined = conflict.combine(list(stacked), parts.trunk_gradients, order)
+    scaler = getattr(acc, "scaler", None)  # fp16: the backward's gradients are scaled, so must these be
+    if scaler is not None:
+        combined = combined * scaler.get_scale()
+    parts.opt_g.zero_grad(set_to_none=True)
+    acc.backward(total)
+    offset = 0
+    for p in shared:
+        n = p.numel()
+        p.grad = combined[offset:offset + n].view_as(p).to(p.dtype)
+        offset += n
+    parts.opt_g.step()
 
 
 def train_step(parts: StepParts, step: int, batches: dict[str, Iterator[Any]]) -> dict[str, torch.Tensor]:
@@ -169,12 +212,17 @@ def train_step(parts: StepParts, step: int, batches: dict[str, Iterator[Any]]) -
     # generator step: D frozen so no gradient reaches (or lingers in) its parameters, and called
     # unwrapped: under DDP a wrapped module whose parameters get no gradient stalls the reducer.
     parts.D.requires_grad_(False)
+    shared = _shared_trunk(parts) if parts.trunk_gradients != "sum" and len(live) > 1 else []
+    per: dict[str, Any] = {}
     g_total = half_step_loss(parts, "g", step, reals, fakes, inputs,
-                             lambda name: (None, parts.D_module(name, fakes[name])), losses, names=live)
+                             lambda name: (None, parts.D_module(name, fakes[name])), losses, names=live,
+                             per_modality=per if shared else None)
     for name in present:
         if name not in live:
             g_total = g_total + 0.0 * fakes[name].float().sum()
-    if live or ranked:
+    if shared:
+        _update_combined(parts, g_total, per, shared, step)
+    elif live or ranked:
         _update(parts, parts.opt_g, g_total)
     parts.D.requires_grad_(True)
     return losses

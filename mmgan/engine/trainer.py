@@ -94,6 +94,7 @@ class Trainer:
                                opt_d=opt_d, noise=noise, seed=config.run.seed,
                                plugin_configs=config.plugins, steps=t.steps, schedules=per_modality_groups(config),
                                trunk_users=[n for n in config.run.modalities if config.modalities[n].trunk_depth != 0],
+                               trunk_gradients=config.trunk.gradients,
                                modality_steps={n: own_value(config, n, "steps") for n in config.run.modalities})
         # the EMA decay of each modality's own parameters (stem, head, trunk FiLM and gates), the trunk's
         self._ema_groups = ema_groups(self.ema, self.accelerator.unwrap_model(self.G),

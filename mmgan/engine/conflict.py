@@ -1,0 +1,80 @@
+"""How the modalities' gradients meet on the trunk blocks they share (``trunk.gradients``).
+
+In a run of several modalities, a trunk block that more than one goes through gets a gradient from each.
+``"sum"`` adds them, as one backward of the summed loss does. Two remedies from the multi-task literature
+for when one modality's gradient undoes another's (negative transfer):
+
+- ``"pcgrad"``: gradient surgery (Yu et al. 2020). Each modality's gradient loses its component along
+  every other modality's gradient that it points against (a negative dot product); the projected
+  gradients are summed. Where no two conflict it is the sum.
+- ``"normalized"``: each modality's gradient is rescaled to the mean of their norms before the sum, so a
+  modality whose loss is large in its units (speech's mel L1 x 45) cannot drown another's (a
+  loss-balancing remedy in the spirit of GradNorm, Chen et al. 2018, without its learnt weights).
+
+Only the shared blocks are touched: every other parameter belongs to one modality and gets its own
+gradient unchanged. Under several processes the per-modality gradients are averaged over the processes
+before they are combined, so the result is what one process with the whole batch would compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+METHODS = ("sum", "pcgrad", "normalized")
+_EPS = 1e-20
+
+
+def shared_blocks(depths: Mapping[str, int], blocks: int) -> list[int]:
+    """Indices of the trunk blocks at least two modalities go through (``depths``: -1 = all ``blocks``)."""
+    reach = [blocks if depth < 0 else min(depth, blocks) for depth in depths.values()]
+    return [block for block in range(blocks) if sum(r > block for r in reach) >= 2]
+
+
+def shared_parameters(trunk: nn.Module, depths: Mapping[str, int]) -> list[nn.Parameter]:
+    """The parameters of the shared trunk blocks (``trunk.blocks``), in a fixed order."""
+    return [p for block in shared_blocks(depths, len(trunk.blocks)) for p in trunk.blocks[block].parameters()]
+
+
+def project_conflicts(grads: Sequence[torch.Tensor], order: Sequence[Sequence[int]] | None = None
+                      ) -> list[torch.Tensor]:
+    """PCGrad's projection: for each flat gradient ``grads[i]``, remove its component along each
+    ``grads[j]`` (``j`` in ``order[i]``, default all others in index order) that it has a negative dot
+    product with, using the partly projected ``grads[i]`` at each turn."""
+    projected = []
+    for i, grad in enumerate(grads):
+        out = grad.clone()
+        for j in (order[i] if order is not None else range(len(grads))):
+            if j == i:
+                continue
+            other = grads[j]
+            dot = torch.dot(out, other)
+            if dot < 0:
+                out = out - dot / torch.dot(other, other).clamp_min(_EPS) * other
+        projected.append(out)
+    return projected
+
+
+def balance_norms(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each flat gradient rescaled to the mean norm of all of them (a zero gradient stays zero)."""
+    norms = [g.norm() for g in grads]
+    mean = torch.stack(norms).mean()
+    return [g * (mean / n) if n > 0 else g for g, n in zip(grads, norms, strict=True)]
+
+
+def combine(grads: Sequence[torch.Tensor], method: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The shared blocks' gradient from the modalities' flat ``grads`` by ``method`` (see the module
+    docstring). PCGrad visits the others in an order drawn from ``generator`` (a fixed one without it):
+    with two modalities the order does not matter."""
+    if method not in METHODS:
+        raise ValueError(f"trunk.gradients must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "pcgrad":
+        n = len(grads)
+        order = [torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
+                 for _ in range(n)]
+        grads = project_conflicts(grads, order)
+    elif method == "normalized":
+        grads = balance_norms(grads)
+    return torch.stack(list(grads)).sum(dim=0)
