@@ -37,7 +37,8 @@ def test_normalized_gives_each_modality_the_mean_norm():
     big, small = torch.tensor([30.0, 40.0]), torch.tensor([0.0, 0.1])
     scaled = conflict.balance_norms([big, small])
     assert [float(s.norm()) for s in scaled] == pytest.approx([25.05, 25.05])
-    assert torch.equal(conflict.combine([big, torch.zeros(2)], "normalized"), torch.tensor([15.0, 20.0]))
+    # a modality that gives the shared blocks nothing (its gate still at 0) shrinks no other
+    assert torch.equal(conflict.combine([big, torch.zeros(2)], "normalized"), big)
     with pytest.raises(ValueError, match="trunk.gradients must be one of sum, pcgrad, normalized"):
         conflict.combine([big], "mean")
 
@@ -48,10 +49,10 @@ def test_only_blocks_several_modalities_go_through_are_shared():
     assert conflict.shared_blocks({"image": 2, "speech": 0}, 2) == []
 
 
-def _first_step_grads(tmp_path, method, spy=None):
+def _first_step_grads(tmp_path, method, extra=()):
     # a plain residual: its zero-initialised last layer gets a gradient at the first step (a bounded block's
     # gate starts at 0 and gives its block none)
-    extra = ["trunk.depth=2", "image.trunk_depth=1", "trunk.residual=plain", f"trunk.gradients={method}"]
+    extra = ["trunk.depth=2", "image.trunk_depth=1", "trunk.residual=plain", f"trunk.gradients={method}", *extra]
     config = cfg.resolve(get_modality, plugins=["image", "speech"], out=tmp_path / method, steps=2, batch_size=2,
                          overrides=[*TINY, *SPEECH_TINY, *extra])
     trainer = Trainer(config, progress=False)
@@ -89,3 +90,10 @@ def test_in_a_run_only_the_shared_block_gets_the_combined_gradient(tmp_path, mon
 def test_a_bad_trunk_gradients_value_is_one_line(tmp_path, cli_run):
     result = cli_run("run", "--plugin", "image", *tiny_args(tmp_path / "run", extra=("trunk.gradients=mean",)))
     assert_one_line_error(result, "trunk.gradients must be sum, pcgrad or normalized, got 'mean'")
+
+
+def test_a_frozen_trunk_stays_frozen_under_a_remedy(tmp_path):
+    # --freeze-trunk: the blocks take no gradient, so there is nothing to combine; FiLM and gates still train
+    grads = _first_step_grads(tmp_path, "pcgrad", extra=["run.freeze_trunk=true"])
+    assert not any(k.startswith("trunk.blocks.") for k in grads)
+    assert any(k.startswith("trunk.film.") for k in grads) and any(k.startswith("heads.") for k in grads)

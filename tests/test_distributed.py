@@ -125,3 +125,14 @@ def test_two_processes_of_batch_b_give_the_gradients_of_one_process_of_batch_2b(
         assert torch.equal(a, torch.cat([rank1[k].flatten() for k in keys]))
         assert b.norm() > 0
         assert (a - b).norm() <= 1e-5 * b.norm(), f"{prefix}: relative difference {((a - b).norm() / b.norm()):.2e}"
+    if gradients != "sum":  # the remedy really ran: the shared block's gradient is not the plain sum
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        cmd = [sys.executable, WORKER, "grads", plain, "--out", tmp_path / "single-sum", "--batch-size", 8,
+               *common, *settings("trunk.gradients=sum")]
+        done = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summed = load_file(str(plain / "grads0.safetensors"))
+        shared = [k for k in single if k.startswith("G.trunk.blocks.0.")]
+        assert shared and not all(torch.equal(summed[k], single[k]) for k in shared)
+        assert all(torch.equal(summed[k], single[k]) for k in single if k.startswith("G.heads."))

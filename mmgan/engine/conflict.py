@@ -58,9 +58,13 @@ def project_conflicts(grads: Sequence[torch.Tensor], order: Sequence[Sequence[in
 
 
 def balance_norms(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Each flat gradient rescaled to the mean norm of all of them (a zero gradient stays zero)."""
-    norms = [g.norm() for g in grads]
-    mean = torch.stack(norms).mean()
+    """Each flat gradient rescaled to the mean norm of the nonzero ones; a zero gradient (a modality that
+    gives the shared blocks nothing, e.g. through a gate still at 0) stays zero and shrinks no other."""
+    norms = torch.stack([g.norm() for g in grads])
+    nonzero = norms > 0
+    if not nonzero.any():
+        return list(grads)
+    mean = norms[nonzero].mean()
     return [g * (mean / n) if n > 0 else g for g, n in zip(grads, norms, strict=True)]
 
 

@@ -81,7 +81,10 @@ def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.op
         # the modality's FiLM and gates in the trunk are its own: its schedule, at the trunk's rate
         film = [generators.trunk.film[name], *([generators.trunk.gate[name]] if name in generators.trunk.gate
                                                else [])]
-        groups.append({"params": film, "lr": t.lr_g * scale, GROUP_KEY: name})
+        # with exclusive blocks owned, at the modality's own rate and betas (they gate its private blocks)
+        film_lr, film_betas = ((own_value(config, name, "lr_g") * scale, _betas(config, name)) if owners
+                               else (t.lr_g * scale, (t.beta1, t.beta2)))
+        groups.append({"params": film, "lr": film_lr, "betas": film_betas, GROUP_KEY: name})
         private = [p for block, owner in owners.items() if owner == name
                    for p in generators.trunk.blocks[block].parameters()]
         if private:

@@ -129,10 +129,12 @@ def _update(parts: StepParts, optimizer: torch.optim.Optimizer, total: torch.Ten
     optimizer.step()
 
 
-def _shared_trunk(parts: StepParts) -> list[torch.Tensor]:
-    """The parameters of the trunk blocks that several modalities go through."""
+def _shared_trunk(parts: StepParts, live: list[str]) -> list[torch.Tensor]:
+    """The trainable parameters of the trunk blocks that several of the ``live`` modalities go through (none
+    when the trunk is frozen: then the modalities' gradients on it are not used)."""
     generators = parts.accelerator.unwrap_model(parts.G)
-    return conflict.shared_parameters(generators.trunk, generators.depths)
+    depths = {name: generators.depths[name] for name in live}
+    return [p for p in conflict.shared_parameters(generators.trunk, depths) if p.requires_grad]
 
 
 def _update_combined(parts: StepParts, total: torch.Tensor, per: dict[str, torch.Tensor],
@@ -144,9 +146,19 @@ def _update_combined(parts: StepParts, total: torch.Tensor, per: dict[str, torch
     gives every other parameter its gradient, and the shared blocks' is replaced by the combination.
     """
     acc = parts.accelerator
+    if acc.gradient_accumulation_steps > 1:
+        raise ConfigError(f"trunk.gradients={parts.trunk_gradients} cannot be combined with gradient accumulation "
+                          f"({acc.gradient_accumulation_steps} steps): use trunk.gradients=sum")
+    generators = acc.unwrap_model(parts.G)
+    # fp16: each modality's gradient from its scaled loss, as the backward's, so that small ones do not
+    # underflow and an overflow reaches the scaler (every combination is linear in the gradients' scale)
+    scaler = getattr(acc, "scaler", None)
     flat = []
     for name in per:
-        grads = torch.autograd.grad(per[name], shared, retain_graph=True, allow_unused=True)
+        if generators.depths[name] == 0:  # a modality that does not go through the trunk gives it nothing
+            continue
+        loss = scaler.scale(per[name]) if scaler is not None else per[name]
+        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
         flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
                                for g, p in zip(grads, shared, strict=True)]))
     stacked = torch.stack(flat)
@@ -154,9 +166,6 @@ def _update_combined(parts: StepParts, total: torch.Tensor, per: dict[str, torch
         stacked = acc.reduce(stacked, reduction="mean")
     order = torch.Generator().manual_seed(parts.seed * 1_000_003 + step)
     combined = conflict.combine(list(stacked), parts.trunk_gradients, order)
-    scaler = getattr(acc, "scaler", None)  # fp16: the backward's gradients are scaled, so must these be
-    if scaler is not None:
-        combined = combined * scaler.get_scale()
     parts.opt_g.zero_grad(set_to_none=True)
     acc.backward(total)
     offset = 0
@@ -212,7 +221,7 @@ def train_step(parts: StepParts, step: int, batches: dict[str, Iterator[Any]]) -
     # generator step: D frozen so no gradient reaches (or lingers in) its parameters, and called
     # unwrapped: under DDP a wrapped module whose parameters get no gradient stalls the reducer.
     parts.D.requires_grad_(False)
-    shared = _shared_trunk(parts) if parts.trunk_gradients != "sum" and len(live) > 1 else []
+    shared = _shared_trunk(parts, live) if parts.trunk_gradients != "sum" and len(live) > 1 else []
     per: dict[str, Any] = {}
     g_total = half_step_loss(parts, "g", step, reals, fakes, inputs,
                              lambda name: (None, parts.D_module(name, fakes[name])), losses, names=live,

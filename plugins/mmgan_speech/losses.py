@@ -85,9 +85,12 @@ def phase_derivative_loss(fake: torch.Tensor, real: torch.Tensor, config: MelCon
 
     fake_spec = frame_spectrum(_flat(fake).float(), config)
     real_spec = frame_spectrum(_flat(real).float(), config)
-    # both scaled by the real clip's mean magnitude: the floor in _phase_distance is then relative
-    scale = real_spec.abs().mean(dim=(1, 2), keepdim=True).clamp_min(1e-7)
-    fake_spec, real_spec = fake_spec / scale, real_spec / scale
+    # each scaled by its own clip's mean magnitude (held constant): the loss does not depend on either's gain,
+    # and the floor in _phase_distance is relative to each
+    def unit(spec: torch.Tensor) -> torch.Tensor:
+        return spec / spec.abs().mean(dim=(1, 2), keepdim=True).detach().clamp_min(1e-7)
+
+    fake_spec, real_spec = unit(fake_spec), unit(real_spec)
     weight = real_spec.abs().detach()
     time = _phase_distance(fake_spec, real_spec, weight, dim=2)
     frequency = _phase_distance(fake_spec, real_spec, weight, dim=1)
