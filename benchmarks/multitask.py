@@ -17,8 +17,8 @@ steps, batch and optimiser, so "equal steps" holds by construction):
 
 `train` runs what is missing and resumes what was stopped (`mmgan run --resume`), one run at a time, its
 wall clock and peak memory kept in RUN.time (`/usr/bin/time -v`). `score` runs `mmgan eval` on every
-finished run, per modality: image on 5000 samples (FD, SWD, KID, precision, recall, coverage), speech on
-its default held-out clips (mel L1, MR-STFT, MCD, PESQ, STOI); results in ROOT/scores.jsonl. `table` prints
+finished run, per modality (with its wall clock and its training steps' CPU time): image on 5000
+samples (FD, SWD, KID, precision, recall, coverage), speech on its default held-out clips (mel L1, MR-STFT, MCD, PESQ, STOI); results in ROOT/scores.jsonl. `table` prints
 the mean and range over seeds per contender and measure, and each contender's difference from the
 single-task run of its modality against that run's seed-to-seed spread. `--set KEY=VALUE` (repeatable)
 applies to every run (the tests train tiny networks for a few steps this way).
@@ -115,7 +115,7 @@ def score(args: argparse.Namespace) -> None:
                 subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
                 metrics = json.loads(report.read_text(encoding="utf-8"))["metrics"]
                 record = {"run": run.name, "contender": contender, "seed": seed, "modality": modality,
-                          "metrics": metrics, "wall_s": wall_seconds(run)}
+                          "metrics": metrics, "wall_s": wall_seconds(run), "train_cpu_s": train_cpu_seconds(run)}
                 with out.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record) + "\n")
                 print(json.dumps(record), flush=True)
@@ -134,6 +134,17 @@ def wall_seconds(run: Path) -> float | None:
     return total or None
 
 
+def train_cpu_seconds(run: Path) -> float | None:
+    """The CPU seconds of the run's training steps (metrics.jsonl's last ``train_cpu_s``: no sampling or
+    evaluation): the cost that another job on the machine inflates least."""
+    metrics = run / "metrics.jsonl"
+    last = None
+    if metrics.is_file():
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            last = json.loads(line).get("train_cpu_s", last)
+    return last
+
+
 def table(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in (Path(args.root) / "scores.jsonl").read_text(encoding="utf-8").splitlines()]
     by: dict[tuple[str, str], list[dict]] = {}
@@ -142,8 +153,8 @@ def table(args: argparse.Namespace) -> None:
     for modality, measures in SHOWN.items():
         single = by.get((modality, modality), [])
         print(f"\n{modality} (mean over seeds (each seed); single-task spread = its max - min)\n")
-        print("| contender | seeds | " + " | ".join(measures) + " | wall min | main vs single-task |")
-        print("|:--|--:|" + "--:|" * (len(measures) + 2))
+        print("| contender | seeds | " + " | ".join(measures) + " | wall min | train CPU min | main vs single-task |")
+        print("|:--|--:|" + "--:|" * (len(measures) + 3))
         for (mod, contender), rs in sorted(by.items(), key=lambda kv: list(CONTENDERS).index(kv[0][1])):
             if mod != modality:
                 continue
@@ -155,6 +166,8 @@ def table(args: argparse.Namespace) -> None:
                              if values else "n/a")
             walls = [r["wall_s"] / 60 for r in rs if r.get("wall_s")]
             wall = f"{statistics.mean(walls):.1f}" if walls else "n/a"
+            cpus = [r["train_cpu_s"] / 60 for r in rs if r.get("train_cpu_s")]
+            wall += f" | {statistics.mean(cpus):.1f}" if cpus else " | n/a"
             verdict = compare(rs, single, MAIN[modality]) if contender != modality else "-"
             print(f"| {contender} | {len(rs)} | " + " | ".join(cells) + f" | {wall} | {verdict} |")
 

@@ -28,5 +28,6 @@ def test_the_multitask_benchmark_trains_scores_and_tabulates(tmp_path: Path) -> 
         ("image", "image"), ("speech", "speech"), ("both", "image"), ("both", "speech"),
         ("speech<-image", "speech"), ("speech<-image-frozen", "speech"), ("image<-speech", "image")])
     assert all(r["wall_s"] is None or r["wall_s"] >= 0 for r in rows)
+    assert all(r["train_cpu_s"] > 0 for r in rows)
     table = run_script("multitask.py", "table", "--root", str(root), "--seeds", "0").stdout
     assert "| both | 1 |" in table and ("within the spread" in table or "beyond the spread" in table)
