@@ -18,10 +18,11 @@ steps, batch and optimiser, so "equal steps" holds by construction):
 `train` runs what is missing and resumes what was stopped (`mmgan run --resume`), one run at a time, its
 wall clock and peak memory kept in RUN.time (`/usr/bin/time -v`). `score` runs `mmgan eval` on every
 finished run, per modality (with its wall clock and its training steps' CPU time): image on 5000
-samples (FD, SWD, KID, precision, recall, coverage), speech on its default held-out clips (mel L1, MR-STFT, MCD, PESQ, STOI); results in ROOT/scores.jsonl. `table` prints
-the mean and range over seeds per contender and measure, and each contender's difference from the
-single-task run of its modality against that run's seed-to-seed spread. `--set KEY=VALUE` (repeatable)
-applies to every run (the tests train tiny networks for a few steps this way).
+samples (FD, SWD, KID, precision, recall, coverage), speech on its default held-out clips (mel L1,
+MR-STFT, MCD, PESQ, STOI); results in ROOT/scores.jsonl. `table` prints the mean and range over seeds
+per contender and measure, and each contender's difference from the single-task run of its modality
+against that run's seed-to-seed spread. `--set KEY=VALUE` (repeatable) applies to every run (the tests
+train tiny networks for a few steps this way).
 """
 
 from __future__ import annotations
