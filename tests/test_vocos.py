@@ -91,6 +91,43 @@ def test_the_head_clips_the_magnitude_and_runs_its_fft_in_float32_under_bf16():
         assert ISTFTHead(8)(torch.randn(1, 8, 4)).dtype == torch.float32
 
 
+@pytest.mark.parametrize("advance", [False, True])
+def test_a_phase_advancing_head_makes_a_steady_partial_from_a_constant_output(advance):
+    # the linear layer predicts the same numbers at every frame: all energy in bin 5 (not a multiple of 4),
+    # phase 0. With the advance the head plays bin 5's centre frequency; without it every frame is the
+    # same, so the wave repeats every hop, and the partial lands on a multiple of sample_rate / hop.
+    head = ISTFTHead(8, phase_advance=advance)
+    torch.nn.init.zeros_(head.to_spectrum.weight)
+    with torch.no_grad():
+        head.to_spectrum.bias.fill_(-30.0)
+        head.to_spectrum.bias[5] = 0.0
+        head.to_spectrum.bias[head.bins:] = 0.0
+    wave = head(torch.randn(1, 8, 64))[0, 0, 8 * HOP : 56 * HOP]
+    spectrum = torch.fft.rfft(wave * torch.hann_window(wave.numel()))
+    peak = float(torch.fft.rfftfreq(wave.numel(), 1 / 22050)[spectrum.abs().argmax()])
+    centre = 5 * 22050 / 1024
+    if advance:
+        assert abs(peak - centre) < 3, peak
+    else:
+        assert abs(peak - centre) > 20 and min(abs(peak - m * 22050 / HOP) for m in range(3)) < 3, peak
+        assert torch.allclose(wave[HOP:], wave[:-HOP], atol=1e-5)
+
+
+def test_a_phase_advancing_head_vocodes_in_chunks_as_whole():
+    torch.manual_seed(3)
+    stem, head = VocosStem(80, 16), ISTFTHead(16, phase_advance=True)
+    generator = GeneratorSet(LatentTrunk(TrunkConfig(width=16, depth=2), ["speech"]), {"speech": (stem, head)})
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # gates and zero-initialised layers off zero
+    mel = torch.randn(80, 203) - 5
+    whole = vocode(generator, mel, chunk_frames=10_000)
+    for chunk in (5, 7, 64, 202):  # chunks rounded up to a multiple of the 4-frame phase period
+        assert torch.allclose(vocode(generator, mel, chunk_frames=chunk), whole, atol=1e-5), chunk
+    for overlap in (9, 10):  # past the receptive field (7) but not a multiple of 4: rounded up too
+        assert torch.allclose(vocode(generator, mel, chunk_frames=64, overlap=overlap), whole, atol=1e-5), overlap
+
+
 def test_vocos_generator_goes_through_the_trunk_and_builds_on_meta():
     config = SpeechConfig(generator="vocos")
     stem, head = plugin.build_generator(config, 32)
@@ -153,6 +190,8 @@ def test_each_generator_gets_its_own_discriminator_unless_one_is_named():
     old = {"ngf": 4, **legacy_modality_values({"ngf": 4}, plugin.modality)}
     assert section_from_dict(SpeechConfig, old, "old.json").generator == "melgan"
     assert legacy_modality_values({"generator": "vocos"}, plugin.modality).get("generator") is None
+    # runs and exports written before speech.phase_advance existed had no advance
+    assert legacy_modality_values({"generator": "vocos"}, plugin.modality)["phase_advance"] is False
 
 
 # ---- through the CLI ---------------------------------------------------------------------------------

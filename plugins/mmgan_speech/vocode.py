@@ -25,7 +25,7 @@ from mmgan.trunk import GeneratorSet, TrunkBlock
 from mmgan_speech.audio import WavBlocks
 from mmgan_speech.mel import MelConfig, _cached_basis, _log_mel_of_padded
 from mmgan_speech.networks import MelGANHead, MelStem, ReflectionPad1d, ResidualBlock
-from mmgan_speech.vocos import InverseSTFT, ISTFTHead, VocosStem
+from mmgan_speech.vocos import InverseSTFT, ISTFTHead, VocosStem, phase_period
 
 MEL = MelConfig()
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -238,7 +238,9 @@ def vocode_chunks(
 ) -> Iterator[torch.Tensor]:
     """Waveform pieces (float32) for a log-mel (80, frames), ``chunk_frames * hop`` samples each (the last
     shorter). ``overlap``: frames of context on each side, by default :func:`context_frames` of a
-    GeneratorSet (``DEFAULT_OVERLAP`` for another callable). ``precision``: ``bf16`` runs the generator
+    GeneratorSet (``DEFAULT_OVERLAP`` for another callable). Both are rounded up to a multiple of
+    :func:`mmgan_speech.vocos.phase_period` (4 frames), so every chunk starts where a phase-advancing head's
+    phases start over. ``precision``: ``bf16`` runs the generator
     under bf16 autocast on its device, ``auto`` where that device has native bf16; ``fp32`` adds no
     autocast of its own (a caller's still applies)."""
     if chunk_frames < 1 or (overlap is not None and overlap < 0):
@@ -248,6 +250,10 @@ def vocode_chunks(
     if overlap is None:
         overlap = context_frames(generator, modality) if isinstance(generator, GeneratorSet) else DEFAULT_OVERLAP
     frames, hop = mel.shape[-1], MEL.hop_length
+    # chunks start (context included) on a multiple of the head's phase period, where a phase-advancing
+    # head (vocos.ISTFTHead) gives a chunk the phases of the whole mel: chunk and overlap rounded up to it
+    period = phase_period(MEL)
+    chunk_frames, overlap = -(-chunk_frames // period) * period, -(-overlap // period) * period
     if overlap >= frames:
         chunk_frames = frames  # every chunk would hold the whole mel: one forward instead of many identical ones
     starts = range(0, frames, chunk_frames)

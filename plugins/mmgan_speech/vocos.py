@@ -25,7 +25,7 @@ from torch import nn
 from mmgan_speech.mel import MelConfig
 from mmgan_speech.networks import ReflectionPad1d
 
-__all__ = ["ISTFTHead", "InverseSTFT", "VocosStem", "frame_spectrum"]
+__all__ = ["ISTFTHead", "InverseSTFT", "VocosStem", "frame_spectrum", "phase_period"]
 
 MEL = MelConfig()
 # the largest STFT magnitude the head predicts: Vocos clips the magnitude at 1e2 (a full-scale sine at
@@ -99,6 +99,12 @@ class VocosStem(nn.Module):
         return self.norm(self.conv(self.pad(mel)).transpose(1, 2)).transpose(1, 2)
 
 
+def phase_period(config: MelConfig = MEL) -> int:
+    """Frames after which every bin's centre-frequency phase advance comes round to a whole turn:
+    ``n_fft / gcd(n_fft, hop)`` (4 at the plugin's 1024 / 256)."""
+    return config.n_fft // math.gcd(config.n_fft, config.hop_length)
+
+
 class ISTFTHead(nn.Module):
     """Tokens (B, width, F) -> waveform (B, 1, F * hop): LayerNorm, Linear(width -> n_fft + 2), read as the
     log-magnitude and the phase of the n_fft / 2 + 1 bins of each frame, then :class:`InverseSTFT`.
@@ -106,20 +112,40 @@ class ISTFTHead(nn.Module):
     The magnitude is ``exp`` of the log-magnitude clipped at ``MAX_LOG_MAGNITUDE``; the phase is used as an
     angle (any real number). The wave is not squashed (no tanh): WAV writing clips at full scale.
     The spectral part runs in float32 whatever the autocast: FFTs have no bf16 kernel on the CPU.
+
+    ``phase_advance``: the predicted phase of bin k at frame t is added to ``t * 2 pi k hop / n_fft``, the
+    phase a steady partial at the bin's centre frequency has moved by then. Without it, the network must
+    make each frame's phase move on from the last frame's by that much, which a stack of convolutions
+    (the same weights at every frame, no clock) cannot do over a steady sound: its phase steps are no
+    better than random ones (docs/benchmarks.md). The added term repeats every :func:`phase_period`
+    frames, so a chunk that starts on a multiple of it gets the same phases as the whole mel
+    (``vocode`` aligns its chunks so).
     """
 
-    def __init__(self, width: int = 512, config: MelConfig = MEL) -> None:
+    def __init__(self, width: int = 512, config: MelConfig = MEL, phase_advance: bool = False) -> None:
         super().__init__()
         self.bins = config.n_fft // 2 + 1
         self.hop_length = config.hop_length
         self.norm = nn.LayerNorm(width)
         self.to_spectrum = nn.Linear(width, 2 * self.bins)
         self.istft = InverseSTFT(config)
+        self.phase_advance = phase_advance
+        self.period = phase_period(config) if phase_advance else 1
+        # the advance per frame of each bin, in whole turns mod 1 (exact in float64, then small angles)
+        turns = (torch.arange(self.bins, dtype=torch.float64) * config.hop_length / config.n_fft) % 1.0
+        self.register_buffer("advance", (2 * math.pi * turns).float()[:, None], persistent=False)
+
+    def centre_phase(self, frames: int, device: torch.device) -> torch.Tensor:
+        """(bins, frames): each bin's centre-frequency phase at each frame, reduced to [0, 2 pi)."""
+        t = torch.arange(frames, device=device) % self.period  # the term repeats: keep the angles small
+        return torch.remainder(self.advance.to(device) * t.to(self.advance.dtype), 2 * math.pi)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.to_spectrum(self.norm(tokens.transpose(1, 2))).transpose(1, 2)
         with torch.autocast(tokens.device.type, enabled=False):
             log_magnitude, phase = x.float().split(self.bins, dim=1)
+            if self.phase_advance:
+                phase = phase + self.centre_phase(phase.shape[-1], phase.device)
             magnitude = log_magnitude.clamp(max=MAX_LOG_MAGNITUDE).exp()
             spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
             return self.istft(spectrum).unsqueeze(1)
