@@ -117,7 +117,8 @@ class ISTFTHead(nn.Module):
     phase a steady partial at the bin's centre frequency has moved by then. Without it, the network must
     make each frame's phase move on from the last frame's by that much, which a stack of convolutions
     (the same weights at every frame, no clock) cannot do over a steady sound: its phase steps are no
-    better than random ones (docs/benchmarks.md). The added term repeats every :func:`phase_period`
+    better than random ones (docs/benchmarks.md). The phase half of the linear layer then starts at zero,
+    so training starts from the advance itself. The added term repeats every :func:`phase_period`
     frames, so a chunk that starts on a multiple of it gets the same phases as the whole mel
     (``vocode`` aligns its chunks so).
     """
@@ -131,6 +132,10 @@ class ISTFTHead(nn.Module):
         self.istft = InverseSTFT(config)
         self.phase_advance = phase_advance
         self.period = phase_period(config) if phase_advance else 1
+        if phase_advance:  # start from the advance itself: random initial phases would scramble it
+            with torch.no_grad():
+                self.to_spectrum.weight[self.bins:].zero_()
+                self.to_spectrum.bias[self.bins:].zero_()
         # the advance per frame of each bin, in whole turns mod 1 (exact in float64, then small angles)
         turns = (torch.arange(self.bins, dtype=torch.float64) * config.hop_length / config.n_fft) % 1.0
         self.register_buffer("advance", (2 * math.pi * turns).float()[:, None], persistent=False)
