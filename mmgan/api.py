@@ -68,8 +68,9 @@ def __dir__() -> list[str]:
 # .settings, ModalityPlugin, <modality>.select_by and trunk_depth. 3: Modality.bf16 (train.mixed_precision=auto),
 # LossContext.adversarial and DiscriminatorInactive (<modality>.adversarial_start), StorageError and writing,
 # mmgan_report_section with ReportContext, ReportSection, ReportGroup and ReportItem. 4: Modality.trunk_defaults
-# and Modality.legacy_values; --init-trunk takes a trunk of another depth (the blocks both have).
-CONTRACT_VERSION = 4
+# and Modality.legacy_values; --init-trunk takes a trunk of another depth (the blocks both have). 5: a head
+# with takes_input = True is called head(tokens, input) (the generator's input around the trunk).
+CONTRACT_VERSION = 5
 
 __all__ = [
     "CONTRACT_VERSION", "__version__", "AdversarialLoss", "atomic_path", "check_int", "CheckpointError",

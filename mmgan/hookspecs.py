@@ -46,6 +46,8 @@ def mmgan_build_generator(
 
     The stem maps the generator input to tokens ``(B, width, T)``; the head maps trunk tokens of the same
     shape to a sample. ``config`` is the modality's config dataclass. The first non-None answer wins.
+    A head with an attribute ``takes_input = True`` is called ``head(tokens, input)``: the generator's
+    input reaches it around the trunk (contract version 5; e.g. a vocoder's mel for a magnitude prior).
     Added in contract version 1.
     """
 

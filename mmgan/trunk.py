@@ -154,7 +154,10 @@ class GeneratorSet(nn.Module):
         return self._generate(modality, x)
 
     def _generate(self, modality: str, x: torch.Tensor) -> torch.Tensor:
-        return self.heads[modality](self.trunk(self.stems[modality](x), modality, self.depths[modality]))
+        head = self.heads[modality]
+        tokens = self.trunk(self.stems[modality](x), modality, self.depths[modality])
+        # a head that asks for it (takes_input = True) gets the generator's input too, around the trunk
+        return head(tokens, x) if getattr(head, "takes_input", False) else head(tokens)
 
     def unused_trunk_blocks(self) -> list[int]:
         """Indices of trunk blocks that no modality of this set goes through."""

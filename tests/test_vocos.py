@@ -24,9 +24,10 @@ from mmgan_speech.discriminators import (
     build_discriminators,
     mpd_widths,
 )
-from mmgan_speech.mel import MelConfig, mel_spectrogram
+from mmgan_speech.mel import MelConfig, mel_filterbank, mel_spectrogram
 from mmgan_speech.networks import DiscriminatorOutput, MultiScaleDiscriminator, feature_matching_loss
 from mmgan_speech.plugin import SpeechConfig, plugin
+from mmgan_speech.speech_like import SpeechLikeDataset
 from mmgan_speech.vocode import read_mel_input, vocode
 from mmgan_speech.vocos import InverseSTFT, ISTFTHead, VocosStem, frame_spectrum
 
@@ -113,9 +114,30 @@ def test_a_phase_advancing_head_makes_a_steady_partial_from_a_constant_output(ad
         assert torch.allclose(wave[HOP:], wave[:-HOP], atol=1e-5)
 
 
-def test_a_phase_advancing_head_vocodes_in_chunks_as_whole():
+def test_the_magnitude_prior_is_the_mel_s_least_squares_magnitude_and_reaches_the_head_around_the_trunk():
+    wave = SpeechLikeDataset(seed=2).clip(0, 1.0).float()[:, : 80 * HOP]
+    mel = mel_spectrogram(wave)
+    head = ISTFTHead(8, magnitude_prior=True)
+    prior = head.prior(mel)
+    basis = mel_filterbank()
+    assert (torch.log((basis @ prior.exp()).clamp_min(1e-5)) - mel).abs().mean() < 0.05
+    # the magnitude half starts at zero (a fresh head plays the prior), and GeneratorSet hands the head the
+    # generator's input around the trunk
+    assert not head.to_spectrum.weight[: head.bins].any() and not head.to_spectrum.bias[: head.bins].any()
+    seen = []
+    head.prior = lambda given: seen.append(given) or prior
+    trunk = LatentTrunk(TrunkConfig(width=8, depth=1), ["speech"])
+    generator = GeneratorSet(trunk, {"speech": (VocosStem(80, 8), head)})
+    assert generator("speech", mel).shape == (1, 1, 80 * HOP)
+    assert len(seen) == 1 and torch.equal(seen[0], mel)
+    with pytest.raises(ValueError, match="needs the mel"):
+        head(torch.randn(1, 8, 4))
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_a_phase_advancing_head_vocodes_in_chunks_as_whole(prior):
     torch.manual_seed(3)
-    stem, head = VocosStem(80, 16), ISTFTHead(16, phase_advance=True)
+    stem, head = VocosStem(80, 16), ISTFTHead(16, phase_advance=True, magnitude_prior=prior)
     generator = GeneratorSet(LatentTrunk(TrunkConfig(width=16, depth=2), ["speech"]), {"speech": (stem, head)})
     with torch.no_grad():
         for p in generator.parameters():
@@ -192,6 +214,7 @@ def test_each_generator_gets_its_own_discriminator_unless_one_is_named():
     assert legacy_modality_values({"generator": "vocos"}, plugin.modality).get("generator") is None
     # runs and exports written before speech.phase_advance existed had no advance
     assert legacy_modality_values({"generator": "vocos"}, plugin.modality)["phase_advance"] is False
+    assert legacy_modality_values({"generator": "vocos"}, plugin.modality)["magnitude_prior"] is False
 
 
 # ---- through the CLI ---------------------------------------------------------------------------------

@@ -105,6 +105,9 @@ class SpeechConfig(ModalityConfig):
     # vocos: the head's phase is added to each bin's centre-frequency advance since the first frame
     # (vocos.ISTFTHead), so a steady partial needs no clock the network does not have
     phase_advance: bool = False
+    # vocos: the head's log-magnitude is added to the input mel's least-squares magnitude (the mel
+    # filterbank's pseudo-inverse), so the network learns only what the mel cannot say
+    magnitude_prior: bool = False
     # weight of the phase-derivative loss (losses.phase_derivative_loss: the phase's steps along time and
     # frequency against the real wave's; 0: off); a reconstruction term, so it trains in the warm-up too
     phase_weight: float = 0.0
@@ -177,7 +180,7 @@ class SpeechPlugin(ModalityPlugin):
                         "eval_samples": 16},
         trunk_defaults={"depth": TRUNK_DEPTH},
         # runs and exports written before speech.generator existed were MelGANs
-        legacy_values={"generator": "melgan", "phase_advance": False},
+        legacy_values={"generator": "melgan", "phase_advance": False, "magnitude_prior": False},
     )
     metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
 
@@ -185,7 +188,8 @@ class SpeechPlugin(ModalityPlugin):
         if config.generator == "vocos":
             from mmgan_speech.vocos import ISTFTHead, VocosStem
 
-            return VocosStem(MEL.n_mels, width), ISTFTHead(width, MEL.get(), phase_advance=config.phase_advance)
+            return VocosStem(MEL.n_mels, width), ISTFTHead(width, MEL.get(), phase_advance=config.phase_advance,
+                                                           magnitude_prior=config.magnitude_prior)
         from mmgan_speech.networks import MelGANHead, MelStem
 
         return MelStem(MEL.n_mels, width), MelGANHead(width, ngf=config.ngf)

@@ -16,13 +16,14 @@ that the frames really have and crops the padding; the envelope is nonzero on ev
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmgan_speech.mel import MelConfig
+from mmgan_speech.mel import MelConfig, mel_filterbank
 from mmgan_speech.networks import ReflectionPad1d
 
 __all__ = ["ISTFTHead", "InverseSTFT", "VocosStem", "frame_spectrum", "phase_period"]
@@ -105,6 +106,12 @@ def phase_period(config: MelConfig = MEL) -> int:
     return config.n_fft // math.gcd(config.n_fft, config.hop_length)
 
 
+@functools.cache
+def _mel_pseudo_inverse(config: MelConfig, device: torch.device) -> torch.Tensor:
+    """(bins, n_mels) float32: the Moore-Penrose pseudo-inverse of the mel filterbank, computed in float64."""
+    return torch.linalg.pinv(mel_filterbank(config).double()).float().to(device)
+
+
 class ISTFTHead(nn.Module):
     """Tokens (B, width, F) -> waveform (B, 1, F * hop): LayerNorm, Linear(width -> n_fft + 2), read as the
     log-magnitude and the phase of the n_fft / 2 + 1 bins of each frame, then :class:`InverseSTFT`.
@@ -112,6 +119,11 @@ class ISTFTHead(nn.Module):
     The magnitude is ``exp`` of the log-magnitude clipped at ``MAX_LOG_MAGNITUDE``; the phase is used as an
     angle (any real number). The wave is not squashed (no tanh): WAV writing clips at full scale.
     The spectral part runs in float32 whatever the autocast: FFTs have no bf16 kernel on the CPU.
+
+    ``magnitude_prior``: the predicted log-magnitude is added to :meth:`prior`, the least-squares
+    magnitude of the input mel (the head then takes ``(tokens, mel)``: ``takes_input``), and starts at
+    zero: the network learns what the mel cannot say (FreeV, Lv et al. 2024, feeds a vocoder the same
+    pseudo-inverse). Alone, the prior's mel is within 0.013 of the input's (log-mel L1, flite speech).
 
     ``phase_advance``: the predicted phase of bin k at frame t is added to ``t * 2 pi k hop / n_fft``, the
     phase a steady partial at the bin's centre frequency has moved by then. Without it, the network must
@@ -123,8 +135,12 @@ class ISTFTHead(nn.Module):
     (``vocode`` aligns its chunks so).
     """
 
-    def __init__(self, width: int = 512, config: MelConfig = MEL, phase_advance: bool = False) -> None:
+    def __init__(self, width: int = 512, config: MelConfig = MEL, phase_advance: bool = False,
+                 magnitude_prior: bool = False) -> None:
         super().__init__()
+        self.config = config
+        self.magnitude_prior = magnitude_prior
+        self.takes_input = magnitude_prior  # GeneratorSet then calls head(tokens, mel)
         self.bins = config.n_fft // 2 + 1
         self.hop_length = config.hop_length
         self.norm = nn.LayerNorm(width)
@@ -139,16 +155,31 @@ class ISTFTHead(nn.Module):
         # the advance per frame of each bin, in whole turns mod 1 (exact in float64, then small angles)
         turns = (torch.arange(self.bins, dtype=torch.float64) * config.hop_length / config.n_fft) % 1.0
         self.register_buffer("advance", (2 * math.pi * turns).float()[:, None], persistent=False)
+        if magnitude_prior:  # start from the prior itself
+            with torch.no_grad():
+                self.to_spectrum.weight[: self.bins].zero_()
+                self.to_spectrum.bias[: self.bins].zero_()
+
+    def prior(self, mel: torch.Tensor) -> torch.Tensor:
+        """The log-magnitude (B, bins, F) whose mel is nearest ``mel`` (B, n_mels, F) in least squares: the
+        filterbank's pseudo-inverse applied to the mel's magnitudes, floored at the mel's own log floor."""
+        inverse = _mel_pseudo_inverse(self.config, mel.device)
+        linear = torch.einsum("km,bmf->bkf", inverse, mel.float().exp())
+        return linear.clamp_min(self.config.log_clamp).log()
 
     def centre_phase(self, frames: int, device: torch.device) -> torch.Tensor:
         """(bins, frames): each bin's centre-frequency phase at each frame, reduced to [0, 2 pi)."""
         t = torch.arange(frames, device=device) % self.period  # the term repeats: keep the angles small
         return torch.remainder(self.advance.to(device) * t.to(self.advance.dtype), 2 * math.pi)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, mel: torch.Tensor | None = None) -> torch.Tensor:
         x = self.to_spectrum(self.norm(tokens.transpose(1, 2))).transpose(1, 2)
         with torch.autocast(tokens.device.type, enabled=False):
             log_magnitude, phase = x.float().split(self.bins, dim=1)
+            if self.magnitude_prior:
+                if mel is None:
+                    raise ValueError("ISTFTHead(magnitude_prior=True) needs the mel: head(tokens, mel)")
+                log_magnitude = log_magnitude + self.prior(mel)
             if self.phase_advance:
                 phase = phase + self.centre_phase(phase.shape[-1], phase.device)
             magnitude = log_magnitude.clamp(max=MAX_LOG_MAGNITUDE).exp()
