@@ -15,6 +15,10 @@ steps, batch and optimiser, so "equal steps" holds by construction):
     speech<-image-frozen  the same with --freeze-trunk (only FiLM and gates adapt the image trunk)
     image<-speech       mmgan run --plugin image --init-trunk <speech run of the same seed>
 
+Remedies for negative transfer, trained only when named (``--contenders both-pcgrad both-normalized
+both-image-unshared``): the run of both with ``trunk.gradients=pcgrad``, ``=normalized``, or image sharing
+no trunk block (``image.trunk_depth=0``).
+
 `train` runs what is missing and resumes what was stopped (`mmgan run --resume`), one run at a time, its
 wall clock and peak memory kept in RUN.time (`/usr/bin/time -v`). `score` runs `mmgan eval` on every
 finished run, per modality (with its wall clock and its training steps' CPU time): image on 5000
@@ -46,6 +50,15 @@ CONTENDERS: dict[str, tuple[list[str], str | None, bool]] = {
     "speech<-image-frozen": (["speech"], "image", True),
     "image<-speech": (["image"], "speech", False),
 }
+# the remedies for negative transfer (docs/multitask.md): the run of both with one setting changed, trained
+# only when named (--contenders both-pcgrad ...), tabulated beside the others
+REMEDIES: dict[str, list[str]] = {
+    "both-pcgrad": ["trunk.gradients=pcgrad"],
+    "both-normalized": ["trunk.gradients=normalized"],
+    "both-image-unshared": ["image.trunk_depth=0"],
+}
+CONTENDERS.update({name: CONTENDERS["both"] for name in REMEDIES})
+DEFAULT_CONTENDERS = [name for name in CONTENDERS if name not in REMEDIES]
 MAIN = {"image": "fd", "speech": "mcd_db"}  # each modality's main measure (issue 14)
 LOWER_IS_BETTER = {"fd", "swd", "kid", "mel_l1", "mrstft", "mcd_db"}
 SHOWN = {"image": ("fd", "swd", "kid", "mode_coverage"), "speech": ("mel_l1", "mcd_db", "pesq_wb", "stoi")}
@@ -85,7 +98,8 @@ def train(args: argparse.Namespace) -> None:
                 command = mmgan("run", "--resume", str(run), "--no-progress")
             else:
                 command = mmgan("run", *(a for m in modalities for a in ("--plugin", m)), "--seed", str(seed),
-                                "--out", str(run), "--no-progress", *sets)
+                                "--out", str(run), "--no-progress", *sets,
+                                *(a for item in REMEDIES.get(contender, []) for a in ("--set", item)))
                 if source is not None:
                     command += ["--init-trunk", str(run_dir(root, source, seed))]
                     command += ["--freeze-trunk"] if frozen else []
@@ -194,7 +208,7 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--root", required=True)
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-        p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
+        p.add_argument("--contenders", nargs="+", default=DEFAULT_CONTENDERS, choices=list(CONTENDERS))
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
         p.add_argument("--num", action="append", default=[], metavar="MODALITY=N",
                        help="score: mmgan eval -n N for that modality (default: its full evaluation)")

@@ -31,3 +31,15 @@ def test_the_multitask_benchmark_trains_scores_and_tabulates(tmp_path: Path) -> 
     assert all(r["train_cpu_s"] > 0 for r in rows)
     table = run_script("multitask.py", "table", "--root", str(root), "--seeds", "0").stdout
     assert "| both | 1 |" in table and ("within the spread" in table or "beyond the spread" in table)
+
+
+def test_a_remedy_contender_is_the_run_of_both_with_its_setting(tmp_path: Path) -> None:
+    root = tmp_path / "mt"
+    sets = [a for s in (*SETTINGS, "train.steps=1", "train.batch_size=2", "image.steps=1", "speech.steps=1")
+            for a in ("--set", s)]
+    run_script("multitask.py", "train", "--root", str(root), "--seeds", "0", "--contenders", "both-pcgrad",
+               "both-image-unshared", *sets)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["both-image-unshared-s0", "both-pcgrad-s0"]
+    assert 'gradients = "pcgrad"' in (root / "both-pcgrad-s0" / "config.toml").read_text()
+    unshared = (root / "both-image-unshared-s0" / "config.toml").read_text()
+    assert 'gradients = "sum"' in unshared and "trunk_depth = 0" in unshared
