@@ -245,3 +245,13 @@ def _sum_of(output: Any) -> Any:
         return sum((_sum_of(o) for o in output), 0.0)
     logits = getattr(output, "logits", None)
     return 0.0 if logits is None else _sum_of(logits)
+
+
+def mean_over_processes(accelerator: Accelerator, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The logged losses, averaged over all processes (every process calls this at the same steps)."""
+    if not losses:
+        return {}
+    values = torch.stack([v.float() for v in losses.values()])
+    if accelerator.num_processes > 1:
+        values = accelerator.reduce(values, reduction="mean")
+    return dict(zip(losses, values.tolist(), strict=True))

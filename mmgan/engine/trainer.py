@@ -33,7 +33,7 @@ from mmgan.engine.ema import batchnorm_layers, ema_groups, recalibrate_batchnorm
 from mmgan.engine.optim import discriminator_optimizer, exclusive_block_owners, generator_optimizer, per_modality_groups
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
-from mmgan.engine.step import StepParts, train_step
+from mmgan.engine.step import StepParts, mean_over_processes, train_step
 from mmgan.engine.stop import Stopped, StopRequests, stop_requests
 from mmgan.files import writing
 from mmgan.plugins import describe_plugins, get_adversarial_loss, get_modality, get_plugin_manager
@@ -228,7 +228,7 @@ class Trainer:
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == t.steps:
                 now = time.perf_counter()
-                record = {"step": self.step, **self._mean_over_processes(losses),
+                record = {"step": self.step, **mean_over_processes(self.accelerator, losses),
                           "steps_per_s": (self.step - last_step) / max(now - last_time, 1e-9),
                           "train_s": round(self.train_seconds, 3), "train_cpu_s": round(self.train_cpu_seconds, 3)}
                 last_time, last_step = now, self.step
@@ -275,15 +275,6 @@ class Trainer:
         update_ema_groups(self._ema_groups, self.step, self.config.train.ema_rampup, self.ema,
                           self.accelerator.unwrap_model(self.G))
         return losses
-
-    def _mean_over_processes(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
-        """The logged losses, averaged over all processes (every process calls this at the same steps)."""
-        if not losses:
-            return {}
-        values = torch.stack([v.float() for v in losses.values()])
-        if self.accelerator.num_processes > 1:
-            values = self.accelerator.reduce(values, reduction="mean")
-        return dict(zip(losses, values.tolist(), strict=True))
 
     def _check_finite(self, record: dict[str, float]) -> None:
         bad = [k for k, v in record.items() if not math.isfinite(v)]
