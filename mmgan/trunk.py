@@ -60,6 +60,12 @@ class TrunkConfig:
             raise ValueError(f"trunk.exclusive_blocks must be owner or shared, got {self.exclusive_blocks!r}")
 
 
+def block_users(depths: Mapping[str, int], blocks: int) -> list[list[str]]:
+    """For each of ``blocks`` trunk blocks, the modalities that go through it (``depths``: each one's
+    ``trunk_depth``, -1 = all blocks), in ``depths``' order."""
+    return [[name for name, depth in depths.items() if depth < 0 or depth > block] for block in range(blocks)]
+
+
 class TrunkBlock(nn.Module):
     """Pre-norm residual block: per-token LayerNorm, FiLM by modality, depthwise conv over T, MLP."""
 

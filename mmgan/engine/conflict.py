@@ -23,14 +23,15 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from mmgan.trunk import block_users
+
 METHODS = ("sum", "pcgrad", "normalized")
 _EPS = 1e-20
 
 
 def shared_blocks(depths: Mapping[str, int], blocks: int) -> list[int]:
     """Indices of the trunk blocks at least two modalities go through (``depths``: -1 = all ``blocks``)."""
-    reach = [blocks if depth < 0 else min(depth, blocks) for depth in depths.values()]
-    return [block for block in range(blocks) if sum(r > block for r in reach) >= 2]
+    return [block for block, users in enumerate(block_users(depths, blocks)) if len(users) >= 2]
 
 
 def shared_parameters(trunk: nn.Module, depths: Mapping[str, int]) -> list[nn.Parameter]:

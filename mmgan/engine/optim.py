@@ -20,7 +20,7 @@ import torch
 
 from mmgan.config import RunConfig, has_own_optimisation, own_value
 from mmgan.schedule import GROUP_KEY, scheduled
-from mmgan.trunk import DiscriminatorSet, GeneratorSet
+from mmgan.trunk import DiscriminatorSet, GeneratorSet, block_users
 
 
 def _adam(groups: list[dict], config: RunConfig, lr: float) -> torch.optim.Optimizer:
@@ -43,12 +43,8 @@ def exclusive_block_owners(config: RunConfig) -> dict[int, str]:
     names = config.run.modalities
     if len(names) < 2 or config.trunk.exclusive_blocks != "owner":
         return {}
-    owners = {}
-    for block in range(config.trunk.depth):
-        users = [n for n in names if config.modalities[n].trunk_depth < 0 or config.modalities[n].trunk_depth > block]
-        if len(users) == 1:
-            owners[block] = users[0]
-    return owners
+    users = block_users({n: config.modalities[n].trunk_depth for n in names}, config.trunk.depth)
+    return {block: who[0] for block, who in enumerate(users) if len(who) == 1}
 
 
 def _betas(config: RunConfig, name: str) -> tuple[float, float]:

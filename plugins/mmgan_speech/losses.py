@@ -50,22 +50,20 @@ def multi_resolution_stft(fake: torch.Tensor, real: torch.Tensor,
 def _phase_distance(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor:
     """Weighted mean of ``1 - cos`` of the difference between fake's and real's phase steps along ``dim``."""
     length = fake.shape[dim]
-    ahead, behind = (slice(1, None), slice(0, length - 1))
-    index = [slice(None)] * fake.dim()
+
+    def later(x: torch.Tensor) -> torch.Tensor:
+        return x.narrow(dim, 1, length - 1)
+
+    def earlier(x: torch.Tensor) -> torch.Tensor:
+        return x.narrow(dim, 0, length - 1)
 
     def step(spec: torch.Tensor) -> torch.Tensor:  # z[k] * conj(z[k - 1]): its angle is the phase step
-        index[dim] = ahead
-        later = spec[tuple(index)]
-        index[dim] = behind
-        return later * spec[tuple(index)].conj()
+        return later(spec) * earlier(spec).conj()
 
     f, r = step(fake), step(real)
     # cos of the angle between the two steps; the floor keeps the gradient finite where fake is silent
     cosine = (f * r.conj()).real / (f.abs() * r.abs() + 1e-6)
-    index[dim] = ahead
-    w = weight[tuple(index)]
-    index[dim] = behind
-    w = (w * weight[tuple(index)]).sqrt()
+    w = (later(weight) * earlier(weight)).sqrt()
     return ((1 - cosine) * w).sum() / w.sum().clamp_min(1e-7)
 
 
