@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -155,3 +156,20 @@ def test_shared_exclusive_blocks_keep_every_block_at_the_trunk_s_settings_as_old
     assert cfg.resolve(get_modality, resume_dir=tmp_path / "run").trunk.exclusive_blocks == "shared"
     with pytest.raises(ConfigError, match="trunk.exclusive_blocks must be owner or shared, got 'mine'"):
         multitask(tmp_path / "bad", extra=["trunk.exclusive_blocks=mine"])
+
+
+def test_a_finished_modality_keeps_the_samples_evaluation_and_export_of_its_own_last_step(tmp_path):
+    # image's last step (3) is on no interval: it is written there anyway, and not again at the loop's end,
+    # where the trunk has moved on for speech
+    run = tmp_path / "run"
+    config = multitask(run, steps=4, extra=["image.steps=3", "train.sample_every=2", "train.eval_every=2",
+                                             "image.eval_samples=130", "speech.eval_samples=2"])
+    Trainer(config, progress=False).fit()
+    steps = {name: sorted({p.stem for p in (run / "samples" / name).iterdir()}) for name in ("image", "speech")}
+    assert steps == {"image": ["step_000002", "step_000003"], "speech": ["step_000002", "step_000004"]}
+    exported = {name: json.loads((run / "export" / f"{name}.json").read_text())["step"]
+                for name in ("image", "speech")}
+    assert exported == {"image": 3, "speech": 4}
+    evaluated = {r["step"]: sorted({k.split("/")[0] for k in r if "/eval/" in k})
+                 for r in read_metrics(run) if any("/eval/" in k for k in r)}
+    assert evaluated == {2: ["image", "speech"], 3: ["image"], 4: ["speech"]}

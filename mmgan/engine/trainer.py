@@ -9,7 +9,6 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from mmgan import __version__, checkpoint
+from mmgan import checkpoint
 from mmgan.config import RunConfig, own_value, validate
 from mmgan.distributed import RankWatch, convert_sync_batchnorm, rank0_work
 from mmgan.engine.best import BestExports
@@ -29,20 +28,20 @@ from mmgan.engine.build import (
     load_trunk,
     new_accelerator,
 )
-from mmgan.engine.ema import batchnorm_layers, ema_groups, recalibrate_batchnorm, update_ema_groups
+from mmgan.engine.ema import ema_groups, update_ema_groups
 from mmgan.engine.optim import discriminator_optimizer, exclusive_block_owners, generator_optimizer, per_modality_groups
+from mmgan.engine.outputs import RunOutputs
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, mean_over_processes, train_step
 from mmgan.engine.stop import Stopped, StopRequests, stop_requests
-from mmgan.files import writing
 from mmgan.plugins import describe_plugins, get_adversarial_loss, get_modality, get_plugin_manager
 from mmgan.tracking import RunFacts, Trackers
 
 log = logging.getLogger("mmgan")
 
 
-class Trainer:
+class Trainer(RunOutputs):
     """Builds a run from its config and trains it; ``fit()`` is the loop.
 
     ``G``, ``D`` (Accelerate-prepared), ``D_module`` (D unwrapped), ``ema``, ``opt_g``, ``opt_d``,
@@ -237,23 +236,31 @@ class Trainer:
                     self.files.append_metrics(record)
                     self.trackers.log(record, self.step)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith("/adv")}, refresh=False)
-            sample = self.step % t.sample_every == 0 or self.step == t.steps
-            evaluate = bool(t.eval_every) and (self.step % t.eval_every == 0 or self.step == t.steps)
+            # each modality is sampled, evaluated and exported at the intervals while it trains, and at its
+            # own last step; after that, not again (the trunk it shares goes on training for the others)
+            live = self.live_modalities()
+            ending = [n for n in live if self.own_steps(n) == self.step]
+            sample = live if self.step % t.sample_every == 0 or self.step == t.steps else ending
+            evaluate = (live if self.step % t.eval_every == 0 or self.step == t.steps else ending) \
+                if t.eval_every else []
             save = self.step % t.checkpoint_every == 0 or self.step == t.steps
-            if sample or evaluate or save:
+            if sample or evaluate or save or ending:
                 if self.step == t.steps:
                     bar.close()
                     if acc.is_main_process:  # the last writes can take a while (speech: many clips)
                         log.info("step %d: writing the last %s", self.step, ", ".join(
                             w for w, on in (("samples", sample), ("evaluation", evaluate), ("checkpoint", save)) if on))
                 self.prepare_ema()  # every rank: with SyncBatchNorm this is a collective
-            if sample or evaluate:
+            if sample or evaluate or (ending and not save):
                 # rank 0 alone: the others wait in a barrier with a long timeout, not in a training collective
                 with rank0_work():
                     if sample:
-                        self.write_samples()
+                        self.write_samples(sample)
                     if evaluate:
-                        self.evaluate()
+                        self.evaluate(evaluate)
+                    if not save and self.accelerator.is_main_process:
+                        for name in ending:
+                            self.export(name)
             if save:
                 self.save_checkpoint()
             signum = stop.agreed(acc)
@@ -281,110 +288,6 @@ class Trainer:
         if bad:
             log.warning("step %d: non-finite losses %s; lower the learning rate or try train.loss=hinge",
                         self.step, ", ".join(bad))
-
-    # ---- samples, evaluation, export ------------------------------------------------------------
-
-    @torch.no_grad()
-    def prepare_ema(self) -> None:
-        """Make the EMA generator ready to sample, evaluate and export: recompute its BatchNorm statistics
-        for its own weights (``train.ema_bn_batches`` batches per modality; once per step).
-
-        Every process must call it at the same steps (SyncBatchNorm all-reduces the statistics). The
-        inputs come from an RNG of their own, the same at every call, so training noise, data order and
-        exact resume are untouched.
-        """
-        n = self.config.train.ema_bn_batches
-        if n <= 0 or self._ema_ready_at == self.step:
-            return
-        self._ema_ready_at = self.step
-        acc = self.accelerator
-        for name, modality in self.modalities.items():
-            layers = batchnorm_layers(self.ema.stems[name]) + batchnorm_layers(self.ema.heads[name])
-            if not layers:
-                continue
-            mcfg, batch = self.config.modalities[name], self.batch_size(name)
-            gen = torch.Generator().manual_seed(noise_seed(self.config.run.seed, acc.process_index) + 2_000_003)
-            if modality.sample_input is not None:
-                inputs = (modality.sample_input(batch, mcfg, gen) for _ in range(n))
-            else:  # a conditional modality: inputs from real samples, the same ones every time
-                if name not in self._bn_real:  # decoded once per run, not at every sample step
-                    self._bn_real[name] = self.data.preview(name, batch * n)
-                real = self._bn_real[name]
-                inputs = (modality.make_input(chunk, mcfg, gen) for chunk in real.split(batch))
-            with acc.autocast():
-                recalibrate_batchnorm(lambda x, name=name: self.ema(name, x.to(acc.device)), layers, inputs)
-
-    def fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The same generator inputs at every sample step (and the real samples they come from).
-
-        Built once per run: rendering or decoding the real samples again at every sample step is waste.
-        """
-        if name not in self._fixed:
-            self._fixed[name] = self._build_fixed_inputs(name)
-        return self._fixed[name]
-
-    def _build_fixed_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        modality, mcfg, n = self.modalities[name], self.config.modalities[name], self.config.train.num_samples
-        gen = torch.Generator().manual_seed(self.config.run.seed + 20_151_119)
-        real = self.data.preview(name, n)
-        if modality.sample_input is not None:
-            return modality.sample_input(n, mcfg, gen), real
-        return modality.make_input(real, mcfg, gen), real
-
-    @torch.no_grad()
-    def write_samples(self) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        for name in self.modalities:
-            g_input, real = self.fixed_inputs(name)
-            with self.accelerator.autocast():
-                fake = self.ema(name, g_input.to(self.accelerator.device))
-            path = self.run_dir / "samples" / name / f"step_{self.step:06d}"
-            with writing(path):  # a plugin's writer that meets a full disk: one line naming the path
-                written = self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
-                                                           config=self.config.modalities[name], real=real)
-            if self.trackers is not None:
-                self.trackers.log_samples(name, [Path(p) for p in written or []], self.step)
-
-    def evaluate(self) -> dict[str, float]:
-        """The plugins' metrics of the EMA generators (rank 0), logged as ``<modality>/eval/<metric>``."""
-        from mmgan.errors import MMGANError
-        from mmgan.evaluation import EvalContext, ModalityGenerator, evaluate
-
-        if not self.accelerator.is_main_process:
-            return {}
-        t, record = self.config.train, {}
-        for name, modality in self.modalities.items():
-            mcfg = self.config.modalities[name]
-            ctx = EvalContext(modality=modality, config=mcfg, generator=ModalityGenerator(self.ema, name),
-                              data=mcfg.eval_data or mcfg.data,
-                              num_samples=mcfg.eval_samples or min(t.eval_samples, modality.eval_samples),
-                              batch_size=t.batch_size,
-                              seed=self.config.run.seed, device=self.accelerator.device, pm=self.pm)
-            try:
-                record.update({f"{name}/eval/{k}": v for k, v in evaluate(ctx, self.pm).items()})
-            # a setting too small for a metric, or data it cannot read, must not end a long run
-            except MMGANError as exc:
-                log.warning("step %d: %s evaluation skipped: %s", self.step, name, exc)
-        if record:
-            self.files.append_metrics({"step": self.step, **record})
-            if self.trackers is not None:
-                self.trackers.log(record, self.step)
-        for name in self.selection.improved(self.step, record):
-            self.export(name, best=True)
-        return record
-
-    def export(self, only: str | None = None, best: bool = False) -> None:
-        """Write each modality's (or ``only``'s) EMA generator as safetensors + JSON for ``mmgan generate``:
-        to ``export/``, or with ``best`` to ``export/best/`` with the score that selected it."""
-        for name in [only] if only else self.modalities:
-            meta = {"mmgan_version": __version__, "modality": name, "step": self.step,
-                    "config": asdict(self.config.modalities[name]), "trunk": asdict(self.config.trunk)}
-            directory = self.run_dir / "export"
-            if best:
-                meta["selected_by"] = self.selection.best[name]
-                directory = directory / checkpoint.BEST_DIR
-            checkpoint.export_generator(directory, name, self.ema.modality_state_dict(name), meta)
 
     def save_checkpoint(self) -> None:
         """A checkpoint of this step (every rank calls it), then the export (rank 0)."""
