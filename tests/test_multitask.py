@@ -173,3 +173,16 @@ def test_a_finished_modality_keeps_the_samples_evaluation_and_export_of_its_own_
     evaluated = {r["step"]: sorted({k.split("/")[0] for k in r if "/eval/" in k})
                  for r in read_metrics(run) if any("/eval/" in k for k in r)}
     assert evaluated == {2: ["image", "speech"], 3: ["image"], 4: ["speech"]}
+
+
+def test_resuming_at_a_modality_s_last_step_writes_its_export_if_a_stop_lost_it(tmp_path):
+    # a stop between the checkpoint of image's last step and its export: resuming there writes it
+    run = tmp_path / "run"
+    Trainer(multitask(run, steps=4, extra=["image.steps=2"]), progress=False).fit()
+    shutil.rmtree(run / "checkpoints" / "step_000004")
+    for path in (run / "export").glob("image.*"):
+        path.unlink()
+    trainer = Trainer(cfg.resolve(get_modality, resume_dir=run), resume=True, progress=False)
+    assert trainer.step == 2
+    trainer.fit()
+    assert json.loads((run / "export" / "image.json").read_text())["step"] == 2

@@ -213,6 +213,15 @@ class Trainer(RunOutputs):
                 log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
                          self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
             self.trackers = Trackers(acc, t.log_with, self.run_dir.name, self.config.to_dict())
+        # a modality whose last step is the checkpoint resumed from: a stop between that checkpoint and its
+        # export would leave it unwritten for good (it is not written after its last step); write it again
+        again = [n for n in self.live_modalities() if 0 < self.step == self.own_steps(n) < t.steps]
+        if again:
+            self.prepare_ema()
+            with rank0_work():
+                if acc.is_main_process:
+                    for name in again:
+                        self.export(name)
         batches = self.batches()
         # a bar on a terminal only: in a log file its redraws are thousands of lines (metrics.jsonl has it all)
         bar = tqdm(total=t.steps, initial=self.step, desc=self.run_dir.name, unit="step", dynamic_ncols=True,
