@@ -71,7 +71,8 @@ class Generator(nn.Module):
         tokens = self.stem(mel)
         if self.trunk is not None:
             tokens = self.trunk(tokens, "speech")
-        return self.head(tokens)
+        # the vocos head's magnitude prior reads the mel around the trunk (takes_input)
+        return self.head(tokens, mel) if getattr(self.head, "takes_input", False) else self.head(tokens)
 
 
 def autocast(bf16: bool) -> contextlib.AbstractContextManager:
