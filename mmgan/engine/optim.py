@@ -74,10 +74,10 @@ def generator_optimizer(generators: GeneratorSet, config: RunConfig) -> torch.op
     for name in config.run.modalities:
         groups.append({"params": [*generators.stems[name].parameters(), *generators.heads[name].parameters()],
                        "lr": own_value(config, name, "lr_g"), "betas": _betas(config, name), GROUP_KEY: name})
-        # the modality's FiLM and gates in the trunk are its own: its schedule, at the trunk's rate
+        # the modality's FiLM and gates in the trunk are its own group (its schedule): at the modality's own
+        # rate and betas when exclusive blocks are owned (they gate its private blocks), else at the trunk's
         film = [generators.trunk.film[name], *([generators.trunk.gate[name]] if name in generators.trunk.gate
                                                else [])]
-        # with exclusive blocks owned, at the modality's own rate and betas (they gate its private blocks)
         film_lr, film_betas = ((own_value(config, name, "lr_g") * scale, _betas(config, name)) if owners
                                else (t.lr_g * scale, (t.beta1, t.beta2)))
         groups.append({"params": film, "lr": film_lr, "betas": film_betas, GROUP_KEY: name})
