@@ -253,14 +253,14 @@ class Trainer(RunOutputs):
             evaluate = (live if self.step % t.eval_every == 0 or self.step == t.steps else ending) \
                 if t.eval_every else []
             save = self.step % t.checkpoint_every == 0 or self.step == t.steps
-            if sample or evaluate or save or ending:
+            if sample or evaluate or save:  # a modality's last step is always in `sample`
                 if self.step == t.steps:
                     bar.close()
                     if acc.is_main_process:  # the last writes can take a while (speech: many clips)
                         log.info("step %d: writing the last %s", self.step, ", ".join(
                             w for w, on in (("samples", sample), ("evaluation", evaluate), ("checkpoint", save)) if on))
                 self.prepare_ema()  # every rank: with SyncBatchNorm this is a collective
-            if sample or evaluate or (ending and not save):
+            if sample or evaluate:
                 # rank 0 alone: the others wait in a barrier with a long timeout, not in a training collective
                 with rank0_work():
                     if sample:
