@@ -33,13 +33,38 @@ def test_the_multitask_benchmark_trains_scores_and_tabulates(tmp_path: Path) -> 
     assert "| both | 1 |" in table and ("within the spread" in table or "beyond the spread" in table)
 
 
-def test_a_remedy_contender_is_the_run_of_both_with_its_setting(tmp_path: Path) -> None:
+def test_a_remedy_or_control_contender_is_its_run_with_its_setting(tmp_path: Path) -> None:
     root = tmp_path / "mt"
     sets = [a for s in (*SETTINGS, "train.steps=1", "train.batch_size=2", "image.steps=1", "speech.steps=1")
             for a in ("--set", s)]
     run_script("multitask.py", "train", "--root", str(root), "--seeds", "0", "--contenders", "both-pcgrad",
-               "both-image-unshared", *sets)
-    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["both-image-unshared-s0", "both-pcgrad-s0"]
+               "both-image-unshared", "image-fp32", *sets)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["both-image-unshared-s0", "both-pcgrad-s0",
+                                                                    "image-fp32-s0"]
+    assert 'mixed_precision = "no"' in (root / "image-fp32-s0" / "config.toml").read_text()
     assert 'gradients = "pcgrad"' in (root / "both-pcgrad-s0" / "config.toml").read_text()
     unshared = (root / "both-image-unshared-s0" / "config.toml").read_text()
     assert 'gradients = "sum"' in unshared and "trunk_depth = 0" in unshared
+
+
+def test_the_table_names_the_other_measures_worse_beyond_the_spread(tmp_path: Path) -> None:
+    root = tmp_path / "mt"
+    root.mkdir()
+
+    def row(contender: str, seed: int, **metrics: float) -> dict:
+        return {"run": f"{contender}-s{seed}", "contender": contender, "seed": seed, "modality": "speech",
+                "metrics": metrics, "wall_s": 60.0, "train_cpu_s": 60.0}
+
+    rows = [row("speech", 0, mcd_db=0.60, stoi=0.927, pesq_wb=2.5, mrstft=1.00),
+            row("speech", 1, mcd_db=0.61, stoi=0.928, pesq_wb=2.6, mrstft=1.01),
+            # better MCD; STOI worse by more than speech's spread (0.001); PESQ worse but within its spread (0.1);
+            # MR-STFT better
+            row("both", 0, mcd_db=0.595, stoi=0.920, pesq_wb=2.50, mrstft=0.99),
+            row("both", 1, mcd_db=0.60, stoi=0.921, pesq_wb=2.56, mrstft=1.00)]
+    (root / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = run_script("multitask.py", "table", "--root", str(root)).stdout
+    both = next(line for line in table.splitlines() if line.startswith("| both |"))
+    assert "better, within the spread" in both  # MCD: -0.0075 against a spread of 0.01
+    assert both.rstrip().endswith("| stoi (-0.007) |")
+    alone = next(line for line in table.splitlines() if line.startswith("| speech |"))
+    assert alone.rstrip().endswith("| - | - |")
