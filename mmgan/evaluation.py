@@ -141,8 +141,10 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
                     pm: pluggy.PluginManager | None = None, last: bool = False) -> EvalContext:
     """An ``EvalContext`` for a run's exported generator; ``data`` defaults to the run's held-out source
     (``<modality>.eval_data``), else its training source, and
-    ``num_samples`` to the run's ``<modality>.eval_samples``, else the modality's ``eval_samples``. The
-    generator is the run's best export (``<modality>.select_by``) if it kept one and ``last`` is false."""
+    ``num_samples`` to the modality's full evaluation (``Modality.eval_samples``), whatever size the run
+    evaluated at while training (``<modality>.eval_samples``, ``train.eval_samples``): so two runs of one
+    modality, of one modality or of several, are scored on the same samples. The generator is the run's
+    best export (``<modality>.select_by``) if it kept one and ``last`` is false."""
     from mmgan.inference import load_generator, pick_modality
     from mmgan.plugins import get_modality, get_plugin_manager
 
@@ -150,7 +152,7 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
     name = pick_modality(Path(run_dir), modality)
     generators, config = load_generator(run_dir, name, pm, last=last)
     if num_samples is None:
-        num_samples = getattr(config, "eval_samples", 0) or get_modality(name, pm).eval_samples
+        num_samples = get_modality(name, pm).eval_samples
     if num_samples < 1 or batch_size < 1:
         raise MetricError(f"-n and --batch-size must be positive, got {num_samples} and {batch_size}")
     device = torch.device(device)

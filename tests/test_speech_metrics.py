@@ -156,14 +156,15 @@ def test_periodic_evaluation_and_mmgan_eval_report_the_speech_metrics(tmp_path, 
     run = tmp_path / "run"
     args = ["run", "--plugin", "speech", "--out", run, "--steps", "2", "--batch-size", "2", "--no-progress"]
     for item in (*TINY_CORE, "speech.segment_length=2048", "speech.ngf=4", "speech.ndf=4", "speech.disc_channels=32",
-                 "train.eval_every=2", "train.eval_samples=1"):
+                 "train.eval_every=2", "train.eval_samples=1", "speech.eval_samples=1"):
         args += ["--set", item]
     assert cli_run(*args).exit_code == 0
     logged = [r for r in read_metrics(run) if "speech/eval/mel_l1" in r]
     assert [r["step"] for r in logged] == [2]
     assert {"speech/eval/mrstft", "speech/eval/mcd_db"} <= set(logged[0])
 
-    # without -n a speech evaluation takes the modality's 32 clips, not the 5000 images an image one takes
+    # without -n a speech evaluation takes the modality's 32 clips, not the 5000 images an image one takes, nor
+    # the size the run evaluated at while training (a run of several modalities writes speech.eval_samples)
     assert context_for_run(run).num_samples == 32
 
     result = cli_run("eval", run, "-n", "1", "--seed", "1", "--out", tmp_path / "eval.json")
