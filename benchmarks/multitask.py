@@ -70,7 +70,6 @@ EXTRA_SETTINGS = {**REMEDIES, **CONTROLS}
 DEFAULT_CONTENDERS = [name for name in CONTENDERS if name not in EXTRA_SETTINGS]
 MAIN = {"image": "fd", "speech": "mcd_db"}  # each modality's main measure (issue 14)
 LOWER_IS_BETTER = {"fd", "swd", "kid", "mel_l1", "mrstft", "mcd_db"}
-HIGHER_IS_BETTER = {"precision", "recall", "mode_coverage", "pesq_wb", "stoi"}
 SHOWN = {"image": ("fd", "swd", "kid", "mode_coverage"), "speech": ("mel_l1", "mcd_db", "pesq_wb", "stoi")}
 # the measures issue 14's "no worse beyond the spread on the others" is checked on (every one with a direction)
 CHECKED = {"image": ("fd", "swd", "kid", "precision", "recall", "mode_coverage"),
@@ -203,34 +202,32 @@ def table(args: argparse.Namespace) -> None:
             print(f"| {contender} | {len(rs)} | " + " | ".join(cells) + f" | {wall} | {verdict} | {others} |")
 
 
+def difference(rows: list[dict], single: list[dict], measure: str) -> tuple[float, bool, float] | None:
+    """``rows``' mean on ``measure`` minus single-task's, whether that is better, and single-task's
+    seed-to-seed spread (max - min); None where either side lacks the measure."""
+    ours = [r["metrics"][measure] for r in rows if r["metrics"].get(measure) is not None]
+    theirs = [r["metrics"][measure] for r in single if r["metrics"].get(measure) is not None]
+    if not ours or not theirs:
+        return None
+    diff = statistics.mean(ours) - statistics.mean(theirs)
+    return diff, (diff < 0 if measure in LOWER_IS_BETTER else diff > 0), max(theirs) - min(theirs)
+
+
 def worse_beyond_spread(rows: list[dict], single: list[dict], measures: list[str]) -> list[str]:
-    """Each of ``measures`` on which ``rows``' mean is worse than single-task's by more than single-task's
-    seed-to-seed spread (max - min), as "name (+diff)"; a measure either side lacks is skipped."""
-    out = []
-    for measure in measures:
-        ours = [r["metrics"][measure] for r in rows if r["metrics"].get(measure) is not None]
-        theirs = [r["metrics"][measure] for r in single if r["metrics"].get(measure) is not None]
-        if not ours or not theirs or measure not in LOWER_IS_BETTER | HIGHER_IS_BETTER:
-            continue
-        diff = statistics.mean(ours) - statistics.mean(theirs)
-        worse = diff > 0 if measure in LOWER_IS_BETTER else diff < 0
-        if worse and abs(diff) > max(theirs) - min(theirs):
-            out.append(f"{measure} ({diff:+.3g})")
-    return out
+    """Each of ``measures`` on which ``rows`` are worse than single-task by more than its spread, as
+    "name (+diff)"."""
+    found = [(m, difference(rows, single, m)) for m in measures]
+    return [f"{m} ({d[0]:+.3g})" for m, d in found if d is not None and not d[1] and abs(d[0]) > d[2]]
 
 
 def compare(rows: list[dict], single: list[dict], measure: str) -> str:
     """The mean difference on ``measure`` from single-task, and whether it is beyond single-task's spread."""
-    ours = [r["metrics"][measure] for r in rows if measure in r["metrics"]]
-    theirs = [r["metrics"][measure] for r in single if measure in r["metrics"]]
-    if not ours or not theirs:
+    found = difference(rows, single, measure)
+    if found is None:
         return "n/a"
-    diff = statistics.mean(ours) - statistics.mean(theirs)
-    spread = max(theirs) - min(theirs)
-    better = diff < 0 if measure in LOWER_IS_BETTER else diff > 0
+    diff, better, spread = found
     word = "better" if better else "worse"
-    beyond = abs(diff) > spread
-    return f"{diff:+.3g} ({word}{', beyond' if beyond else ', within'} the spread {spread:.3g})"
+    return f"{diff:+.3g} ({word}{', beyond' if abs(diff) > spread else ', within'} the spread {spread:.3g})"
 
 
 def main() -> None:
