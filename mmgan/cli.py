@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
     second Ctrl-C stops at once, keeping the previous checkpoint.
     """
     from mmgan import config as cfg
+    from mmgan import distributed
     from mmgan.engine import Trainer
     from mmgan.engine.rundir import RunDirectory
     from mmgan.engine.stop import Stopped
@@ -141,6 +143,11 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
                                    f"{run_dir}") from None
     if trainer.accelerator.is_main_process:
         click.echo(f"run written to {run_dir} (samples/, checkpoints/, export/, metrics.jsonl)")
+    if distributed.teardown_stuck:  # a thread still waits in the process group's teardown: do not join it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
 
 
 @cli.command()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import re
 import socket
@@ -38,6 +39,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmgan.errors import ConfigError, MMGANError, first_line
+
+log = logging.getLogger("mmgan")
 
 
 def _distributed() -> bool:
@@ -133,6 +136,42 @@ def _set_timeout(timeout: timedelta) -> None:
     if _distributed():
         # gloo and NCCL both take a new default for the operations issued after this call
         dist.distributed_c10d._set_pg_timeout(timeout)
+
+
+TEARDOWN_WAIT = 60.0  # seconds the process group's teardown may take once every rank has finished
+teardown_stuck = False  # set when it did not end in time: the CLI then exits without waiting for it
+
+
+def end_training(accelerator: Any, wait: float | None = None) -> bool:
+    """Accelerate's ``end_training`` (finish the trackers, end the process group), called after the last
+    barrier, when every rank's work is written. Ending a gloo process group can hang now and then
+    (pytorch#75097); it runs in a thread here, and after ``wait`` seconds (:data:`TEARDOWN_WAIT`) the run
+    goes on without it (a warning, :data:`teardown_stuck` set). True when it ended in time."""
+    global teardown_stuck
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    if not (dist.is_available() and dist.is_initialized()):
+        return True
+    failed: list[BaseException] = []
+
+    def destroy() -> None:
+        try:
+            accelerator.state.destroy_process_group()
+        except BaseException as exc:  # noqa: BLE001 - reported below; the run is already complete
+            failed.append(exc)
+
+    thread = threading.Thread(target=destroy, name="mmgan-teardown", daemon=True)
+    thread.start()
+    wait = TEARDOWN_WAIT if wait is None else wait
+    thread.join(wait)
+    if thread.is_alive():
+        teardown_stuck = True
+        log.warning("the process group did not shut down within %.0f s of the end of training (a known torch "
+                    "hang); everything is written, exiting without it", wait)
+        return False
+    if failed:
+        log.warning("ending the process group failed (%s); everything is written", first_line(failed[0]))
+    return True
 
 
 @contextlib.contextmanager

@@ -136,3 +136,30 @@ def test_two_processes_of_batch_b_give_the_gradients_of_one_process_of_batch_2b(
         shared = [k for k in single if k.startswith("G.trunk.blocks.0.")]
         assert shared and not all(torch.equal(summed[k], single[k]) for k in shared)
         assert all(torch.equal(summed[k], single[k]) for k in single if k.startswith("G.heads."))
+
+
+# a run whose process-group teardown never returns (pytorch#75097: gloo's destroy_process_group can hang)
+HANGING_TEARDOWN = """
+import sys, threading, torch.distributed as dist
+from accelerate.state import PartialState
+from mmgan import distributed
+from mmgan.cli import cli
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+PartialState.destroy_process_group = lambda self, group=None: threading.Event().wait()
+distributed.TEARDOWN_WAIT = 2.0
+cli(sys.argv[2:])
+"""
+
+
+def test_a_hanging_process_group_teardown_does_not_keep_a_finished_run_from_exiting(tmp_path):
+    from conftest import tiny_args
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-c", HANGING_TEARDOWN, str(tmp_path / "rendezvous"), "run", "--plugin", "image",
+           *tiny_args(run_dir, steps=2), "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 0, done.stderr
+    assert "did not shut down within 2 s" in done.stderr
+    assert f"run written to {run_dir}" in done.stdout
+    assert (run_dir / "export").is_dir() and [r["step"] for r in read_metrics(run_dir)] == [1, 2]

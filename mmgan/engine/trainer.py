@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from mmgan import checkpoint
 from mmgan.config import RunConfig, own_value, validate
-from mmgan.distributed import RankWatch, convert_sync_batchnorm, rank0_work
+from mmgan.distributed import RankWatch, convert_sync_batchnorm, end_training, rank0_work
 from mmgan.engine.best import BestExports
 from mmgan.engine.build import (
     TrainingData,
@@ -281,7 +281,7 @@ class Trainer(RunOutputs):
                 raise Stopped(signum, self.step)
         bar.close()
         acc.wait_for_everyone()
-        acc.end_training()  # finishes the trackers; ends the process group
+        end_training(acc)  # finishes the trackers; ends the process group, bounded in time
         self.trackers = None
         return self.run_dir
 
