@@ -282,3 +282,21 @@ def test_a_second_run_on_a_run_directory_in_use_is_refused_and_writes_nothing(ti
     Trainer(tiny_config(run, steps=1), progress=False).fit()
     Trainer(tiny_config(run, steps=2), resume=True, progress=False).fit()
     assert [r["step"] for r in read_metrics(run)] == [1, 2]
+
+
+def test_resume_with_a_new_learning_rate_trains_at_it_and_keeps_adam_s_moments(cli_run, tmp_path):
+    from conftest import tiny_args
+
+    run_dir = tmp_path / "run"
+    assert cli_run("run", "--plugin", "image", *tiny_args(run_dir, steps=2)).exit_code == 0
+    # a lower rate for the rest of a run (what one tries when the adversarial phase degrades)
+    result = cli_run("run", "--resume", str(run_dir), "--steps", "4", "--set", "train.lr_g=1e-5",
+                     "--set", "train.beta1=0.8")
+    assert result.exit_code == 0, result.output
+    g, d = (torch.load(run_dir / "checkpoints" / "step_000004" / name, weights_only=True)
+            for name in ("optimizer.bin", "optimizer_1.bin"))
+    settings = {(grp["lr"], grp["base_lr"], tuple(grp["betas"])) for grp in g["param_groups"]}
+    assert settings == {(1e-5, 1e-5, (0.8, 0.999))}
+    assert {(grp["lr"], tuple(grp["betas"])) for grp in d["param_groups"]} == {(2e-4, (0.8, 0.999))}
+    # the moments came from the checkpoint: Adam's step count went on from 2, not from 0
+    assert {float(s["step"]) for s in g["state"].values()} == {4.0}

@@ -80,6 +80,11 @@ def config_reference() -> str:
         "(`Modality.train_defaults`: the image modality trains 5000 steps at batch 32); those are shown in",
         "its own section below.",
         "",
+        "With `--resume RUN`, `--set` can change what does not change the networks: learning rates,",
+        "betas, loss weights, intervals, `--steps`. The run goes on with the new values (Adam's moments",
+        "and everything else from the checkpoint) and `config.toml` records them; a changed network size",
+        "is an error that names the first mismatch.",
+        "",
     ]
     for title, cls in (("[run]", RunSection), ("[train]", TrainConfig), ("[trunk]", TrunkConfig)):
         parts += [f"## `{title}`", "", inspect.getdoc(cls) or "", "", section_table(cls), ""]

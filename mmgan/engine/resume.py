@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +108,23 @@ def _raise_everywhere(acc: Accelerator, problem: str | None, run_dir: Path, stag
     raise StorageError(message)
 
 
+# an optimiser's settings, which come from the config, not from the checkpoint (its moments do)
+HYPERPARAMETERS = ("lr", "base_lr", "betas", "eps", "weight_decay")
+
+
 def load_checkpoint(accelerator: Accelerator, run_dir: Path, ema: nn.Module, noise: torch.Generator,
-                    seed: int) -> tuple[int, dict[str, Any]]:
+                    seed: int, optimizers: Sequence[torch.optim.Optimizer] = ()) -> tuple[int, dict[str, Any]]:
     """Restore the newest checkpoint of ``run_dir`` into the prepared objects; returns its step and the
-    ``meta`` saved with it."""
+    ``meta`` saved with it.
+
+    Loading an optimiser's state also loads the learning rates and betas it was saved with; those of
+    ``optimizers`` are set back to what the run's config gives them, so that ``--resume --set
+    train.lr_g=...`` (say, a lower rate for the rest of a run) takes effect, as config.toml records.
+    """
     directory = checkpoint.latest_checkpoint(run_dir)
     step, tensors, meta = checkpoint.read_extra_state(directory)
     check_random_states(accelerator, directory)
+    configured = [[{k: g[k] for k in HYPERPARAMETERS if k in g} for g in opt.param_groups] for opt in optimizers]
     try:
         accelerator.load_state(str(directory))
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -130,6 +140,14 @@ def load_checkpoint(accelerator: Accelerator, run_dir: Path, ema: nn.Module, noi
                 first += f" (and {len(lines) - 2} more)"
             first += "; were network sizes changed (--set) since the checkpoint was written?"
         raise CheckpointError(f"checkpoint {directory} cannot be loaded: {type(exc).__name__}: {first}") from None
+    changed = set()
+    for opt, groups in zip(optimizers, configured, strict=True):
+        for group, settings in zip(opt.param_groups, groups, strict=True):
+            changed |= {k for k, v in settings.items() if group.get(k) != v and k != "lr"}
+            group.update(settings)
+    if changed:
+        log.info("resumed with the optimiser settings of the config, changed since the checkpoint (%s)",
+                 ", ".join(sorted(changed)))
     log.info("resumed %s from step %d", run_dir, step)
     return step, meta
 

@@ -112,7 +112,8 @@ class Trainer(RunOutputs):
         self.facts = RunFacts(self.run_dir)
         self.trackers: Trackers | None = None  # started by fit(), on the run's first written step
         if resume and checkpoint.checkpoint_dirs(self.run_dir):
-            self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed)
+            self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed,
+                                              (self.opt_g, self.opt_d))
             self.selection.restore(meta.get("best", {}))
             self.train_seconds = float(meta.get("train_seconds", 0.0))
             self.train_cpu_seconds = float(meta.get("train_cpu_seconds", 0.0))
