@@ -89,7 +89,8 @@ def cli(verbose: bool) -> None:
               help="Start from RUN's trained trunk (run.init_trunk): its best export, or the last with "
                    "--set run.init_trunk_export=last.")
 @click.option("--freeze-trunk", is_flag=True,
-              help="Keep the trunk's blocks as --init-trunk gave them (run.freeze_trunk); FiLM and gates train.")
+              help="Keep the trunk's blocks that --init-trunk gave as they are (run.freeze_trunk); FiLM, gates "
+                   "and any deeper blocks train.")
 @click.option("--overwrite", is_flag=True,
               help="Start over in a --out that holds a run: remove its checkpoints, samples, export and metrics.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

@@ -1,6 +1,7 @@
 """The speech plugin end to end: training steps, samples, vocode (chunked == unchunked), multi-task."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -172,14 +173,28 @@ def test_freeze_trunk_keeps_the_transferred_blocks_and_trains_film(tmp_path, cli
     config = cfg.resolve(get_modality, plugins=["image"], out=image_run, steps=2, batch_size=4, overrides=TINY)
     Trainer(config, progress=False).fit()
     image_trunk = load_generator(image_run, "image")[0].trunk
-    result = cli_run("run", "--plugin", "speech", *speech_args(tmp_path / "sp", steps=3), "--init-trunk", image_run,
-                     "--freeze-trunk")
+    # a deeper trunk than the image run's (1 block): the block it gives stays, the other one trains
+    run = tmp_path / "sp"
+    result = cli_run("run", "--plugin", "speech", *speech_args(run, steps=3, extra=("trunk.depth=2",)),
+                     "--init-trunk", image_run, "--freeze-trunk")
     assert result.exit_code == 0, result.output
-    trunk = load_generator(tmp_path / "sp", "speech")[0].trunk
+    trunk = load_generator(run, "speech")[0].trunk
     for key, value in image_trunk.blocks.state_dict().items():
         assert torch.equal(trunk.blocks.state_dict()[key], value), key
     assert trunk.film["speech"].abs().sum() > 0  # the modality's FiLM adapted the frozen trunk
-    assert 'freeze_trunk = true' in (tmp_path / "sp" / "config.toml").read_text()
+    fresh = Trainer(cfg.resolve(get_modality, plugins=["speech"], out=tmp_path / "fresh", steps=1, batch_size=2,
+                                overrides=[*TINY_CORE, *SPEECH_TINY, "trunk.depth=2"]), progress=False)
+    untrained = fresh.accelerator.unwrap_model(fresh.G).trunk.blocks[1].state_dict()
+    assert any(not torch.equal(trunk.blocks[1].state_dict()[k], v) for k, v in untrained.items())
+    text = (run / "config.toml").read_text()
+    assert "freeze_trunk = true" in text and "frozen_blocks = 1" in text
+    # resumed, the same block stays frozen (the source run is not needed again)
+    shutil.rmtree(image_run)
+    assert cli_run("run", "--resume", str(run), "--steps", "4").exit_code == 0
+    again = load_generator(run, "speech")[0].trunk
+    for key, value in trunk.blocks[0].state_dict().items():
+        assert torch.equal(again.blocks[0].state_dict()[key], value), key
+    assert any(not torch.equal(again.blocks[1].state_dict()[k], v) for k, v in trunk.blocks[1].state_dict().items())
 
 
 def test_speech_run_from_the_command_line_on_a_wav_folder(tmp_path, cli_run):

@@ -85,9 +85,13 @@ def _generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:
     # frozen, so neither Adam nor DDP waits for gradients that cannot come
     for index in generators.unused_trunk_blocks():
         generators.trunk.blocks[index].requires_grad_(False)
-    if config.run.freeze_trunk:  # transfer without fine-tuning: the blocks stay, FiLM and gates adapt
-        generators.trunk.blocks.requires_grad_(False)
     return generators
+
+
+def freeze_trunk(generators: GeneratorSet, blocks: int) -> None:
+    """Transfer without fine-tuning (``run.freeze_trunk``): the trunk's first ``blocks`` blocks stay as they
+    are; the others, each modality's FiLM and gates train."""
+    generators.trunk.blocks[:blocks].requires_grad_(False)
 
 
 def build_discriminators(pm: pluggy.PluginManager, config: RunConfig) -> DiscriminatorSet:
@@ -144,13 +148,14 @@ def check_sizes(pm: pluggy.PluginManager, config: RunConfig) -> None:
                      "building the networks on the host")
 
 
-def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
+def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> int:
     """Initialise ``trunk`` from another run's exported generator (its best export unless ``last``): its
     blocks, and the FiLM of every modality both runs have (a new modality keeps its identity FiLM).
 
     The trunks must agree on every shape key but ``depth``: a deeper trunk gives its first blocks (image
     goes through 1 of 2 blocks, speech through 8: each run's trunk seeds the other), a shallower one fills
     the first blocks and the rest keep their initialisation (identity residuals). Logged either way.
+    Returns the number of blocks it gave.
     """
     found = checkpoint.exported_modalities(run_dir)
     if not found:
@@ -190,6 +195,7 @@ def load_trunk(trunk: LatentTrunk, run_dir: Path, last: bool = False) -> None:
     note = "" if depth == trunk.config.depth == theirs.get("depth") else (
         f"; its first {depth} of this run's {trunk.config.depth} blocks (it has {theirs.get('depth')})")
     log.info("trunk initialised from %s (modalities %s)%s", run_dir, ", ".join(found), note)
+    return depth
 
 
 class TrainingData:

@@ -25,6 +25,7 @@ from mmgan.engine.build import (
     TrainingData,
     build_discriminators,
     build_generators,
+    freeze_trunk,
     load_trunk,
     new_accelerator,
 )
@@ -67,8 +68,13 @@ class Trainer(RunOutputs):
                        for name in config.run.modalities}
 
         generators = build_generators(self.pm, config)
+        given = len(generators.trunk.blocks)
         if config.run.init_trunk and not resume:
-            load_trunk(generators.trunk, Path(config.run.init_trunk), last=config.run.init_trunk_export == "last")
+            given = load_trunk(generators.trunk, Path(config.run.init_trunk),
+                               last=config.run.init_trunk_export == "last")
+        if config.run.freeze_trunk:  # the blocks init_trunk gave; a run's config.toml records how many
+            config.run.frozen_blocks = config.run.frozen_blocks or given
+            freeze_trunk(generators, config.run.frozen_blocks)
         discriminators = build_discriminators(self.pm, config)
         if t.sync_batchnorm and acc.num_processes > 1:
             # N processes of batch B then train like one process of batch N*B (docs/distributed.md)
