@@ -65,9 +65,9 @@ class RunSection:
     # keep the trunk's blocks as they are (trained elsewhere: init_trunk); each modality's FiLM and gates
     # still train, a few parameters that adapt the frozen trunk to it
     freeze_trunk: bool = False
-    # with freeze_trunk: how many of the trunk's first blocks stay as they are; 0 = the blocks init_trunk
-    # gives (the others train), recorded here when the run starts; 0 in a run's config.toml: all of them
-    frozen_blocks: int = 0
+    # with freeze_trunk: how many of the trunk's first blocks stay as they are; -1 = the blocks init_trunk
+    # gives (the others train), recorded here when the run starts (a run from before this key: all)
+    frozen_blocks: int = -1
 
 
 @dataclass
@@ -264,8 +264,8 @@ def validate(config: RunConfig) -> None:
         tr.validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if not 0 <= config.run.frozen_blocks <= tr.depth:
-        raise ConfigError(f"run.frozen_blocks must be in [0, trunk.depth={tr.depth}], got {config.run.frozen_blocks}")
+    if not -1 <= config.run.frozen_blocks <= tr.depth:
+        raise ConfigError(f"run.frozen_blocks must be in [-1, trunk.depth={tr.depth}], got {config.run.frozen_blocks}")
     if config.run.freeze_trunk and not config.run.init_trunk:
         log.warning("run.freeze_trunk without run.init_trunk: the trunk stays at its random initialisation")
     if config.run.init_trunk_export not in ("best", "last"):

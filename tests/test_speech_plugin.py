@@ -286,3 +286,21 @@ def test_periodic_evaluation_and_eval_score_the_held_out_eval_data(tmp_path, cap
     assert "speech evaluation skipped" in caplog.text and str(held_out) in caplog.text
     with pytest.raises(ConfigError, match=r"speech.eval_data: .*nowhere does not exist"):
         cfg.resolve(get_modality, plugins=["speech"], overrides=[f"speech.eval_data={tmp_path / 'nowhere'}"])
+
+
+def test_a_run_from_another_trunk_stopped_before_its_first_checkpoint_starts_again_from_that_trunk(tmp_path):
+    from mmgan.engine.rundir import RunDirectory
+
+    source = tmp_path / "img"
+    Trainer(cfg.resolve(get_modality, plugins=["image"], out=source, steps=2, batch_size=4, overrides=TINY),
+            progress=False).fit()
+    run = tmp_path / "sp"
+    config = cfg.resolve(get_modality, plugins=["speech"], out=run, steps=2, batch_size=2,
+                         overrides=[*TINY_CORE, *SPEECH_TINY, f"run.init_trunk={source}", "run.freeze_trunk=true"])
+    RunDirectory(run).write_config(config)  # what a run stopped before its first checkpoint leaves
+    again = Trainer(cfg.resolve(get_modality, resume_dir=run), resume=True, progress=False)
+    assert again.step == 0
+    trunk = again.accelerator.unwrap_model(again.G).trunk
+    for key, value in load_generator(source, "image")[0].trunk.blocks.state_dict().items():
+        assert torch.equal(trunk.blocks.state_dict()[key], value), key
+    assert not any(p.requires_grad for p in trunk.blocks.parameters())

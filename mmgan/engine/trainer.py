@@ -69,11 +69,13 @@ class Trainer(RunOutputs):
 
         generators = build_generators(self.pm, config)
         given = len(generators.trunk.blocks)
-        if config.run.init_trunk and not resume:
+        # a run stopped before its first checkpoint starts again from step 0: from the other run's trunk too
+        if config.run.init_trunk and not (resume and checkpoint.checkpoint_dirs(self.run_dir)):
             given = load_trunk(generators.trunk, Path(config.run.init_trunk),
                                last=config.run.init_trunk_export == "last")
-        if config.run.freeze_trunk:  # the blocks init_trunk gave; a run's config.toml records how many
-            config.run.frozen_blocks = config.run.frozen_blocks or given
+        if config.run.freeze_trunk:  # the blocks init_trunk gave; config.toml records how many
+            if config.run.frozen_blocks < 0:  # a new run's (a run from before the key froze them all)
+                config.run.frozen_blocks = given
             freeze_trunk(generators, config.run.frozen_blocks)
         discriminators = build_discriminators(self.pm, config)
         if t.sync_batchnorm and acc.num_processes > 1:
