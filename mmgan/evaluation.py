@@ -142,8 +142,8 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
     """An ``EvalContext`` for a run's exported generator; ``data`` defaults to the run's held-out source
     (``<modality>.eval_data``), else its training source, and
     ``num_samples`` to the modality's full evaluation (``Modality.eval_samples``), whatever size the run
-    evaluated at while training (``<modality>.eval_samples``, ``train.eval_samples``): so two runs of one
-    modality, of one modality or of several, are scored on the same samples. The generator is the run's
+    evaluated at while training (``<modality>.eval_samples``, ``train.eval_samples``): a run of one
+    modality and a run of several are scored on the same number of samples. The generator is the run's
     best export (``<modality>.select_by``) if it kept one and ``last`` is false."""
     from mmgan.inference import load_generator, pick_modality
     from mmgan.plugins import get_modality, get_plugin_manager
