@@ -69,8 +69,9 @@ def __dir__() -> list[str]:
 # LossContext.adversarial and DiscriminatorInactive (<modality>.adversarial_start), StorageError and writing,
 # mmgan_report_section with ReportContext, ReportSection, ReportGroup and ReportItem. 4: Modality.trunk_defaults
 # and Modality.legacy_values; --init-trunk takes a trunk of another depth (the blocks both have). 5: a head
-# with takes_input = True is called head(tokens, input) (the generator's input around the trunk).
-CONTRACT_VERSION = 5
+# with takes_input = True is called head(tokens, input) (the generator's input around the trunk). 6: a stem or
+# head with at_training_step(step) hears each training step before the trained generator's forward.
+CONTRACT_VERSION = 6
 
 __all__ = [
     "CONTRACT_VERSION", "__version__", "AdversarialLoss", "atomic_path", "check_int", "CheckpointError",

@@ -48,6 +48,9 @@ def mmgan_build_generator(
     shape to a sample. ``config`` is the modality's config dataclass. The first non-None answer wins.
     A head with an attribute ``takes_input = True`` is called ``head(tokens, input)``: the generator's
     input reaches it around the trunk (contract version 5; e.g. a vocoder's mel for a magnitude prior).
+    A stem or head with a method ``at_training_step(step)`` has it called with the 0-based step before each
+    training step's forward of the trained generator, never on the EMA copy, in evaluation or in inference
+    (contract version 6; e.g. a stage of the head that starts at some step).
     Added in contract version 1.
     """
 

@@ -165,6 +165,17 @@ class GeneratorSet(nn.Module):
         # a head that asks for it (takes_input = True) gets the generator's input too, around the trunk
         return head(tokens, x) if getattr(head, "takes_input", False) else head(tokens)
 
+    def at_training_step(self, step: int) -> None:
+        """Tell every stem and head that defines ``at_training_step(step)`` which training step (0-based)
+        the next forward belongs to (contract version 6: a part that changes with training, as the speech
+        head's phase projections switch on at ``speech.phase_iterations_start``). The trainer calls it
+        before each step's forward on the generator it trains; the EMA copy, evaluation and inference never
+        hear it, so a part must behave there as it will once training is over."""
+        for part in (*self.stems.values(), *self.heads.values()):
+            hook = getattr(part, "at_training_step", None)
+            if callable(hook):
+                hook(step)
+
     def unused_trunk_blocks(self) -> list[int]:
         """Indices of trunk blocks that no modality of this set goes through."""
         blocks = len(self.trunk.blocks)

@@ -28,8 +28,8 @@ from mmgan_speech.mel import MelConfig, mel_filterbank, mel_spectrogram
 from mmgan_speech.networks import DiscriminatorOutput, MultiScaleDiscriminator, feature_matching_loss
 from mmgan_speech.plugin import SpeechConfig, plugin
 from mmgan_speech.speech_like import SpeechLikeDataset
-from mmgan_speech.vocode import read_mel_input, vocode
-from mmgan_speech.vocos import InverseSTFT, ISTFTHead, VocosStem, frame_spectrum
+from mmgan_speech.vocode import context_frames, read_mel_input, vocode
+from mmgan_speech.vocos import InverseSTFT, ISTFTHead, VocosStem, frame_spectrum, project_phase
 
 # the vocos networks narrowed for a CPU test: 2048-sample segments = 8 mel frames
 # (D from the first step: the default's reconstruction warm-up would outlast a test run)
@@ -134,11 +134,35 @@ def test_the_magnitude_prior_is_the_mel_s_least_squares_magnitude_and_reaches_th
         head(torch.randn(1, 8, 4))
 
 
-@pytest.mark.parametrize("prior", [False, True])
-def test_a_phase_advancing_head_vocodes_in_chunks_as_whole(prior):
+def test_phase_projections_move_a_random_phase_towards_a_consistent_spectrum_and_pass_gradients():
+    torch.manual_seed(4)
+    wave = SpeechLikeDataset(seed=3).clip(0, 1.0).float()[:, : 60 * HOP]
+    magnitude = frame_spectrum(wave).abs().requires_grad_()
+    phase = 2 * torch.pi * torch.rand(magnitude.shape)
+    istft = InverseSTFT()
+
+    def inconsistency(iterations: int) -> torch.Tensor:  # how far the wave's own magnitude is from the target
+        made = istft(project_phase(magnitude, phase, iterations, istft))
+        return (frame_spectrum(made).abs() - magnitude).abs().mean() / magnitude.mean()
+
+    errors = [float(inconsistency(n).detach()) for n in (0, 4, 16)]
+    assert errors[0] > 0.4 and errors[1] < 0.5 * errors[0] and errors[2] < 0.6 * errors[1], errors
+    inconsistency(8).backward()
+    assert magnitude.grad is not None and torch.isfinite(magnitude.grad).all() and magnitude.grad.abs().sum() > 0
+    # no iterations: the head's spectrum as it was (polar form of the predicted phase)
+    assert torch.allclose(project_phase(magnitude, phase, 0, istft), torch.polar(magnitude, phase))
+    with pytest.raises(ValueError, match="phase_iterations"):
+        ISTFTHead(8, phase_iterations=-1)
+
+
+@pytest.mark.parametrize(("prior", "iterations"), [(False, 0), (True, 0), (True, 3)])
+def test_a_phase_advancing_head_vocodes_in_chunks_as_whole(prior, iterations):
     torch.manual_seed(3)
-    stem, head = VocosStem(80, 16), ISTFTHead(16, phase_advance=True, magnitude_prior=prior)
+    stem = VocosStem(80, 16)
+    head = ISTFTHead(16, phase_advance=True, magnitude_prior=prior, phase_iterations=iterations)
     generator = GeneratorSet(LatentTrunk(TrunkConfig(width=16, depth=2), ["speech"]), {"speech": (stem, head)})
+    # the receptive field: stem 3 + 2 blocks x 1 + inverse STFT 2, plus 3 frames per projection
+    assert context_frames(generator) == 7 + 3 * iterations
     with torch.no_grad():
         for p in generator.parameters():
             p.add_(0.1 * torch.randn_like(p))  # gates and zero-initialised layers off zero
@@ -146,8 +170,12 @@ def test_a_phase_advancing_head_vocodes_in_chunks_as_whole(prior):
     whole = vocode(generator, mel, chunk_frames=10_000)
     for chunk in (5, 7, 64, 202):  # chunks rounded up to a multiple of the 4-frame phase period
         assert torch.allclose(vocode(generator, mel, chunk_frames=chunk), whole, atol=1e-5), chunk
-    for overlap in (9, 10):  # past the receptive field (7) but not a multiple of 4: rounded up too
+    for overlap in (9, 10):  # past the receptive field but not a multiple of 4: rounded up too
+        overlap += 3 * iterations
         assert torch.allclose(vocode(generator, mel, chunk_frames=64, overlap=overlap), whole, atol=1e-5), overlap
+    if iterations:  # an overlap short of the projections' reach is not enough: what the reach is for
+        short = vocode(generator, mel, chunk_frames=64, overlap=8)
+        assert not torch.allclose(short, whole, atol=1e-5)
 
 
 def test_vocos_generator_goes_through_the_trunk_and_builds_on_meta():
@@ -284,3 +312,21 @@ def test_a_short_vocos_training_lowers_the_mel_loss(tmp_path, cli_run):
 ])
 def test_vocos_config_mistakes_are_one_line(setting, fragment, tmp_path, cli_run):
     assert_one_line_error(cli_run(*vocos_args(tmp_path / "run", extra=[setting])), "[speech]", fragment)
+
+
+def test_phase_projections_train_from_their_start_step_and_always_vocode(tmp_path, cli_run, monkeypatch):
+    import mmgan_speech.vocos as vocos
+
+    calls = []  # one per projection: whether it ran in a training forward (grad on) or in sampling/evaluation
+    real = vocos.project_phase
+    monkeypatch.setattr(vocos, "project_phase", lambda *a, **k: calls.append(torch.is_grad_enabled()) or real(*a, **k))
+    run = tmp_path / "run"
+    result = cli_run(*vocos_args(run, steps=4, batch_size=2, extra=[
+        "speech.phase_iterations=2", "speech.phase_iterations_start=2", "train.sample_every=1000",
+        "train.checkpoint_every=1000", "train.eval_every=1000"]))
+    assert result.exit_code == 0, result.output
+    assert calls.count(True) == 2  # training steps 2 and 3 only, not 0 and 1
+    assert calls.count(False) >= 1  # the last samples and evaluation project as vocoding does
+    generator, config = load_generator(run, "speech")
+    head = generator.heads["speech"]
+    assert (config.phase_iterations, head.phase_iterations, head.projecting) == (2, 2, True)

@@ -202,6 +202,7 @@ def train_step(parts: StepParts, step: int, batches: dict[str, Iterator[Any]]) -
         schedule.apply(parts.opt_g, parts.configs, step, horizon, parts.trunk_users)
         schedule.apply(parts.opt_d, parts.configs, step, horizon, parts.trunk_users)
     # each fake is generated once and reused in the G step
+    parts.accelerator.unwrap_model(parts.G).at_training_step(step)
     fakes = parts.G(inputs)
     detached = {name: fake.detach() for name, fake in fakes.items()}
 

@@ -110,6 +110,12 @@ class SpeechConfig(ModalityConfig):
     # filterbank's pseudo-inverse), so the network learns only what the mel cannot say (runs written
     # before the key: false)
     magnitude_prior: bool = True
+    # vocos: fast Griffin-Lim projections of the head's spectrum, from its phase, before the inverse STFT, in
+    # training and vocoding (vocos.project_phase); 0: none. Each costs an STFT and an inverse STFT
+    phase_iterations: int = 0
+    # vocos: the training step from which the projections run (before it the head trains without them;
+    # evaluation and vocoding always use them)
+    phase_iterations_start: int = 0
     # weight of the phase-derivative loss (losses.phase_derivative_loss: the phase's steps along time and
     # frequency against the real wave's; 0: off); a reconstruction term, so it trains in the warm-up too
     phase_weight: float = 0.0
@@ -146,6 +152,10 @@ class SpeechConfig(ModalityConfig):
         if any(p not in ("msd", "mpd", "mrd") for p in parts) or len(set(parts)) != len(parts):
             raise ValueError(f"discriminator must be msd, mpd, mrd or several of them joined by '+' (each once), "
                              f"or \"\" for the generator's own, got {self.discriminator!r}")
+        if not 0 <= self.phase_iterations <= 256:
+            raise ValueError(f"phase_iterations must be between 0 and 256, got {self.phase_iterations}")
+        if self.phase_iterations_start < 0:
+            raise ValueError(f"phase_iterations_start must be >= 0, got {self.phase_iterations_start}")
         for name in ("mpd_channels", "mrd_channels"):
             if not 1 <= getattr(self, name) <= 1024:
                 raise ValueError(f"{name} must be between 1 and 1024, got {getattr(self, name)}")
@@ -182,7 +192,8 @@ class SpeechPlugin(ModalityPlugin):
                         "eval_samples": 16},
         trunk_defaults={"depth": TRUNK_DEPTH},
         # runs and exports written before speech.generator existed were MelGANs
-        legacy_values={"generator": "melgan", "phase_advance": False, "magnitude_prior": False},
+        legacy_values={"generator": "melgan", "phase_advance": False, "magnitude_prior": False,
+                       "phase_iterations": 0, "phase_iterations_start": 0},
     )
     metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
 
@@ -191,7 +202,9 @@ class SpeechPlugin(ModalityPlugin):
             from mmgan_speech.vocos import ISTFTHead, VocosStem
 
             return VocosStem(MEL.n_mels, width), ISTFTHead(width, MEL.get(), phase_advance=config.phase_advance,
-                                                           magnitude_prior=config.magnitude_prior)
+                                                           magnitude_prior=config.magnitude_prior,
+                                                           phase_iterations=config.phase_iterations,
+                                                           phase_iterations_start=config.phase_iterations_start)
         from mmgan_speech.networks import MelGANHead, MelStem
 
         return MelStem(MEL.n_mels, width), MelGANHead(width, ngf=config.ngf)

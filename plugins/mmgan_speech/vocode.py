@@ -25,7 +25,7 @@ from mmgan.trunk import GeneratorSet, TrunkBlock
 from mmgan_speech.audio import WavBlocks
 from mmgan_speech.mel import MelConfig, _cached_basis, _log_mel_of_padded
 from mmgan_speech.networks import MelGANHead, MelStem, ReflectionPad1d, ResidualBlock
-from mmgan_speech.vocos import InverseSTFT, ISTFTHead, VocosStem, phase_period
+from mmgan_speech.vocos import InverseSTFT, ISTFTHead, VocosStem, phase_period, projection_reach
 
 MEL = MelConfig()
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -168,13 +168,17 @@ def context_frames(generator: GeneratorSet, modality: str = "speech") -> int:
 
     Read from the layers the modality goes through (stem, its trunk blocks, head), each conv's reach
     counted at the rate it runs: a vocos generator is ``stem // 2 + depth * (trunk.kernel_size // 2) + 2``
-    (the inverse STFT's frames overlap 4 deep: ``((n_fft + hop) // 2 - 1) // hop`` on each side). A
+    (the inverse STFT's frames overlap 4 deep: ``((n_fft + hop) // 2 - 1) // hop`` on each side), plus
+    ``3 * phase_iterations`` (:func:`mmgan_speech.vocos.projection_reach`). A
     ValueError for a layer it cannot bound (anything that may mix over time in a way not listed here).
     """
     depth = generator.depths.get(modality, -1)
     blocks = list(generator.trunk.blocks)
-    parts = [generator.stems[modality], *(blocks[:depth] if depth >= 0 else blocks), generator.heads[modality]]
-    reach, rate = 0.0, 1  # reach in frames; rate: samples per frame where the layer runs
+    head = generator.heads[modality]
+    parts = [generator.stems[modality], *(blocks[:depth] if depth >= 0 else blocks), head]
+    # a head's phase projections (vocos.project_phase) mix frames before its inverse STFT makes samples
+    reach = float(getattr(head, "phase_iterations", 0) * projection_reach(MEL))
+    rate = 1  # reach in frames; rate: samples per frame where the layer runs
     for layer in (leaf for part in parts for leaf in _layers(part)):
         if isinstance(layer, nn.ConvTranspose1d):
             if layer.dilation != (1,):

@@ -26,7 +26,7 @@ from torch import nn
 from mmgan_speech.mel import MelConfig, mel_filterbank
 from mmgan_speech.networks import ReflectionPad1d
 
-__all__ = ["ISTFTHead", "InverseSTFT", "VocosStem", "frame_spectrum", "phase_period"]
+__all__ = ["ISTFTHead", "InverseSTFT", "VocosStem", "frame_spectrum", "phase_period", "project_phase"]
 
 MEL = MelConfig()
 # the largest STFT magnitude the head predicts: Vocos clips the magnitude at 1e2 (a full-scale sine at
@@ -81,6 +81,40 @@ class InverseSTFT(nn.Module):
         return wave[:, keep] / envelope[keep].clamp_min(1e-11)
 
 
+# fast Griffin-Lim's momentum (Perraudin et al. 2013; librosa's default)
+PHASE_MOMENTUM = 0.99
+
+
+def projection_reach(config: MelConfig = MEL) -> int:
+    """Frames on each side that one :func:`project_phase` iteration mixes: frame f's STFT reads the inverse
+    STFT's samples ``[f * hop - pad, f * hop - pad + n_fft)``, which frames up to ``(n_fft - 1) // hop``
+    away wrote (3 at the plugin's 1024 / 256)."""
+    return (config.n_fft - 1) // config.hop_length
+
+
+def _unit(spectrum: torch.Tensor) -> torch.Tensor:
+    """``spectrum / |spectrum|`` with a floor that keeps the gradient finite at 0 (complex abs's is not)."""
+    norm = (spectrum.real.square() + spectrum.imag.square() + 1e-20).sqrt()
+    return spectrum / norm
+
+
+def project_phase(magnitude: torch.Tensor, phase: torch.Tensor, iterations: int, istft: InverseSTFT,
+                  config: MelConfig = MEL, momentum: float = PHASE_MOMENTUM) -> torch.Tensor:
+    """The spectrum ``magnitude * e^(i phase')`` (B, bins, F) after ``iterations`` of fast Griffin-Lim
+    (Perraudin et al. 2013) from ``phase``: each keeps the phase of the STFT of the inverse STFT of the
+    current spectrum (the nearest consistent spectrum's), with momentum. Differentiable, and local in
+    time: each iteration mixes :func:`projection_reach` frames on each side. A learned vocoder trained
+    through it (as Deep Griffin-Lim, Masuyama et al. 2019, trains a network between such projections)
+    learns a magnitude whose phase the projections can find, from a start better than random."""
+    angles = torch.polar(torch.ones_like(magnitude), phase)
+    previous = torch.zeros_like(angles)
+    for _ in range(iterations):
+        rebuilt = frame_spectrum(istft(magnitude * angles), config)
+        angles = _unit(rebuilt - (momentum / (1 + momentum)) * previous)
+        previous = rebuilt
+    return magnitude * angles
+
+
 class VocosStem(nn.Module):
     """Log-mel (B, n_mels, F) -> tokens (B, width, F): Vocos's embedding, a conv k7 and a LayerNorm over
     the channels. The padding reflects (as MelGAN's stem), so edge frames see speech, not a log-mel of 0."""
@@ -133,12 +167,26 @@ class ISTFTHead(nn.Module):
     so training starts from the advance itself. The added term repeats every :func:`phase_period`
     frames, so a chunk that starts on a multiple of it gets the same phases as the whole mel
     (``vocode`` aligns its chunks so).
+
+    ``phase_iterations``: the spectrum goes through that many fast Griffin-Lim projections
+    (:func:`project_phase`) from the predicted phase before the inverse STFT, in training as in vocoding,
+    so the wave's own STFT is nearer the predicted magnitude (a frame-wise network's phase is not
+    consistent across overlapping frames; docs/benchmarks.md). Each widens the receptive field by
+    :func:`projection_reach` frames on each side. ``phase_iterations_start``: training steps before it go
+    without them (a network trained through them from its first step learnt less of the fine structure
+    than one that learnt it first; docs/benchmarks.md); evaluation and vocoding always use them.
     """
 
     def __init__(self, width: int = 512, config: MelConfig = MEL, phase_advance: bool = False,
-                 magnitude_prior: bool = False) -> None:
+                 magnitude_prior: bool = False, phase_iterations: int = 0, phase_iterations_start: int = 0) -> None:
         super().__init__()
+        if phase_iterations < 0 or phase_iterations_start < 0:
+            raise ValueError(f"phase_iterations and phase_iterations_start must be >= 0, got {phase_iterations}, "
+                             f"{phase_iterations_start}")
         self.config = config
+        self.phase_iterations = phase_iterations
+        self.phase_iterations_start = phase_iterations_start
+        self.projecting = True  # until a training step before phase_iterations_start says otherwise
         self.magnitude_prior = magnitude_prior
         self.takes_input = magnitude_prior  # GeneratorSet then calls head(tokens, mel)
         self.bins = config.n_fft // 2 + 1
@@ -159,6 +207,11 @@ class ISTFTHead(nn.Module):
             with torch.no_grad():
                 self.to_spectrum.weight[: self.bins].zero_()
                 self.to_spectrum.bias[: self.bins].zero_()
+
+    def at_training_step(self, step: int) -> None:
+        """Training before ``phase_iterations_start`` goes without the projections (GeneratorSet calls this
+        before each training step; evaluation and vocoding, which never do, always project)."""
+        self.projecting = step >= self.phase_iterations_start
 
     def prior(self, mel: torch.Tensor) -> torch.Tensor:
         """The log-magnitude (B, bins, F) whose mel is nearest ``mel`` (B, n_mels, F) in least squares: the
@@ -183,5 +236,8 @@ class ISTFTHead(nn.Module):
             if self.phase_advance:
                 phase = phase + self.centre_phase(phase.shape[-1], phase.device)
             magnitude = log_magnitude.clamp(max=MAX_LOG_MAGNITUDE).exp()
-            spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+            if self.phase_iterations and self.projecting:
+                spectrum = project_phase(magnitude, phase, self.phase_iterations, self.istft, self.config)
+            else:
+                spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
             return self.istft(spectrum).unsqueeze(1)
