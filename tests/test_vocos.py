@@ -73,6 +73,17 @@ def test_the_overlap_add_inverts_the_plugin_framing():
     assert torch.allclose(InverseSTFT()(frame_spectrum(odd)), odd[:, : 10 * HOP], atol=1e-5)
 
 
+@pytest.mark.parametrize("hop", [256, 300])
+def test_the_overlap_add_is_fold_s_sum_whether_or_not_the_hop_divides_n_fft(hop):
+    torch.manual_seed(5)
+    inverse = InverseSTFT()
+    inverse.hop_length = hop  # 300: not a whole number of hops in 1024, the general path
+    pieces = torch.randn(2, 1024, 9)
+    length = 8 * hop + 1024
+    folded = torch.nn.functional.fold(pieces, (1, length), (1, 1024), stride=(1, hop)).reshape(2, length)
+    assert torch.allclose(inverse.overlap_add(pieces), folded, atol=1e-5)
+
+
 def test_the_head_is_an_exact_inverse_stft_of_what_its_linear_layer_predicts():
     torch.manual_seed(1)
     wave = torch.rand(1, 12 * HOP) * 2 - 1
@@ -317,16 +328,36 @@ def test_vocos_config_mistakes_are_one_line(setting, fragment, tmp_path, cli_run
 def test_phase_projections_train_from_their_start_step_and_always_vocode(tmp_path, cli_run, monkeypatch):
     import mmgan_speech.vocos as vocos
 
-    calls = []  # one per projection: whether it ran in a training forward (grad on) or in sampling/evaluation
+    calls = []  # per projection call: (a training forward, i.e. grad on?, how many iterations)
     real = vocos.project_phase
-    monkeypatch.setattr(vocos, "project_phase", lambda *a, **k: calls.append(torch.is_grad_enabled()) or real(*a, **k))
+
+    def spy(magnitude, phase, iterations, *args, **kwargs):
+        calls.append((torch.is_grad_enabled(), iterations))
+        return real(magnitude, phase, iterations, *args, **kwargs)
+
+    monkeypatch.setattr(vocos, "project_phase", spy)
     run = tmp_path / "run"
     result = cli_run(*vocos_args(run, steps=4, batch_size=2, extra=[
-        "speech.phase_iterations=2", "speech.phase_iterations_start=2", "train.sample_every=1000",
-        "train.checkpoint_every=1000", "train.eval_every=1000"]))
+        "speech.phase_iterations=3", "speech.train_phase_iterations=2", "speech.phase_iterations_start=2",
+        "train.sample_every=1000", "train.checkpoint_every=1000", "train.eval_every=1000"]))
     assert result.exit_code == 0, result.output
-    assert calls.count(True) == 2  # training steps 2 and 3 only, not 0 and 1
-    assert calls.count(False) >= 1  # the last samples and evaluation project as vocoding does
+    assert [n for grad, n in calls if grad] == [2, 2]  # training steps 2 and 3 only, 2 each
+    assert calls and {n for grad, n in calls if not grad} == {3}  # the last samples and evaluation: 3
     generator, config = load_generator(run, "speech")
     head = generator.heads["speech"]
-    assert (config.phase_iterations, head.phase_iterations, head.projecting) == (2, 2, True)
+    assert (config.phase_iterations, head.phase_iterations, head.train_phase_iterations) == (3, 3, 2)
+    assert head.iterations_now is None  # a loaded generator vocodes with phase_iterations
+    # `mmgan vocode --phase-iterations` overrides the count; chunked output still equals whole
+    wave = 0.5 * np.sin(2 * np.pi * 330 * np.arange(HOP * 60) / 22050).astype(np.float32)
+    write_wav(tmp_path / "in.wav", wave, 22050)
+    outs = {}
+    for name, extra in (("run", []), ("none", ["--phase-iterations", "0"]), ("more", ["--phase-iterations", "6"]),
+                        ("more7", ["--phase-iterations", "6", "--chunk-frames", "7"])):
+        result = cli_run("vocode", run, tmp_path / "in.wav", "-o", tmp_path / f"{name}.wav", *extra)
+        assert result.exit_code == 0, result.output
+        outs[name] = read_wav(tmp_path / f"{name}.wav")
+    assert np.allclose(outs["more7"], outs["more"], atol=2e-4)
+    assert not np.allclose(outs["none"], outs["run"], atol=1e-3)
+    assert not np.allclose(outs["more"], outs["run"], atol=1e-3)
+    assert_one_line_error(cli_run("vocode", run, tmp_path / "in.wav", "-o", tmp_path / "x.wav",
+                                  "--phase-iterations", "-1"), "phase-iterations")

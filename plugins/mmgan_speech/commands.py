@@ -37,8 +37,16 @@ def register_vocode_command(cli: click.Group) -> None:
         help="bf16: the generator under bf16 autocast (its inverse STFT stays fp32); auto: bf16 where the CPU "
         "computes it natively.",
     )
+    @click.option(
+        "--phase-iterations",
+        type=click.IntRange(0, 256),
+        default=None,
+        help="Fast Griffin-Lim projections of a vocos head's spectrum before its inverse STFT (default: the "
+        "run's speech.phase_iterations); more: slower, and nearer the magnitude it predicts.",
+    )
     def vocode_command(
-        run_dir: Path, source: Path, output: Path, chunk_frames: int, last: bool, precision: str
+        run_dir: Path, source: Path, output: Path, chunk_frames: int, last: bool, precision: str,
+        phase_iterations: int | None,
     ) -> None:
         """Waveform from INPUT (a .wav: copy synthesis; a .npy log-mel (80, frames)) with RUN's vocoder."""
         import torch
@@ -57,6 +65,12 @@ def register_vocode_command(cli: click.Group) -> None:
         check_writable(output)  # before the work, not after it
         generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME), last=last)
         remove_weight_norm(generator)
+        if phase_iterations is not None:
+            head = generator.heads[pick_modality(run_dir, NAME)]
+            if not hasattr(head, "phase_iterations"):
+                raise click.ClickException(f"--phase-iterations: {run_dir}'s vocoder ({type(head).__name__}) has "
+                                           "no phase projections; only speech.generator = \"vocos\" has")
+            head.phase_iterations = phase_iterations  # chunked vocoding widens its overlap to match
         precision = resolve_precision(precision, torch.device("cpu"))  # load_generator loads on the CPU
         mel = read_mel_input(source)
         chunks = vocode_chunks(generator, mel, chunk_frames=chunk_frames, progress=True, precision=precision)

@@ -111,10 +111,12 @@ class SpeechConfig(ModalityConfig):
     # before the key: false)
     magnitude_prior: bool = True
     # vocos: fast Griffin-Lim projections of the head's spectrum, from its phase, before the inverse STFT, in
-    # training and vocoding (vocos.project_phase); 0: none. Each costs an STFT and an inverse STFT
+    # evaluation and vocoding (vocos.project_phase; `mmgan vocode --phase-iterations` overrides it); 0: none.
+    # Each costs an STFT and an inverse STFT
     phase_iterations: int = 0
-    # vocos: the training step from which the projections run (before it the head trains without them;
-    # evaluation and vocoding always use them)
+    # vocos: the projections in a training step, trained through (-1: phase_iterations)
+    train_phase_iterations: int = -1
+    # vocos: the training step from which they run (before it the head trains without them)
     phase_iterations_start: int = 0
     # weight of the phase-derivative loss (losses.phase_derivative_loss: the phase's steps along time and
     # frequency against the real wave's; 0: off); a reconstruction term, so it trains in the warm-up too
@@ -154,6 +156,9 @@ class SpeechConfig(ModalityConfig):
                              f"or \"\" for the generator's own, got {self.discriminator!r}")
         if not 0 <= self.phase_iterations <= 256:
             raise ValueError(f"phase_iterations must be between 0 and 256, got {self.phase_iterations}")
+        if not -1 <= self.train_phase_iterations <= 256:
+            raise ValueError(f"train_phase_iterations must be -1 (as phase_iterations) or between 0 and 256, got "
+                             f"{self.train_phase_iterations}")
         if self.phase_iterations_start < 0:
             raise ValueError(f"phase_iterations_start must be >= 0, got {self.phase_iterations_start}")
         for name in ("mpd_channels", "mrd_channels"):
@@ -193,7 +198,8 @@ class SpeechPlugin(ModalityPlugin):
         trunk_defaults={"depth": TRUNK_DEPTH},
         # runs and exports written before speech.generator existed were MelGANs
         legacy_values={"generator": "melgan", "phase_advance": False, "magnitude_prior": False,
-                       "phase_iterations": 0, "phase_iterations_start": 0},
+                       "phase_iterations": 0, "train_phase_iterations": -1,
+                       "phase_iterations_start": 0},
     )
     metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
 
@@ -204,6 +210,7 @@ class SpeechPlugin(ModalityPlugin):
             return VocosStem(MEL.n_mels, width), ISTFTHead(width, MEL.get(), phase_advance=config.phase_advance,
                                                            magnitude_prior=config.magnitude_prior,
                                                            phase_iterations=config.phase_iterations,
+                                                           train_phase_iterations=config.train_phase_iterations,
                                                            phase_iterations_start=config.phase_iterations_start)
         from mmgan_speech.networks import MelGANHead, MelStem
 

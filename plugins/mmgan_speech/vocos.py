@@ -69,16 +69,31 @@ class InverseSTFT(nn.Module):
         if spectrum.dim() != 3 or spectrum.shape[1] != self.n_fft // 2 + 1:
             raise ValueError(f"InverseSTFT expects spectra (B, {self.n_fft // 2 + 1}, frames), "
                              f"got {tuple(spectrum.shape)}")
-        batch, frames = spectrum.shape[0], spectrum.shape[-1]
+        frames = spectrum.shape[-1]
         window = self.window.to(spectrum.real.dtype)
         pieces = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * window[:, None]
         length = (frames - 1) * self.hop_length + self.n_fft
-        fold = {"output_size": (1, length), "kernel_size": (1, self.n_fft), "stride": (1, self.hop_length)}
-        wave = F.fold(pieces, **fold).reshape(batch, length)
-        envelope = F.fold(window.square()[None, :, None].expand(1, -1, frames), **fold).reshape(length)
+        wave = self.overlap_add(pieces)
+        envelope = self.overlap_add(window.square()[None, :, None].expand(1, -1, frames))[0]
         keep = slice(self.padding, length - self.padding)
         # the floor only guards other window settings; with the plugin's framing the kept envelope is >= 0.75
         return wave[:, keep] / envelope[keep].clamp_min(1e-11)
+
+    def overlap_add(self, pieces: torch.Tensor) -> torch.Tensor:
+        """Frames (B, n_fft, F) laid ``hop`` apart and summed: (B, (F - 1) * hop + n_fft). Where n_fft is a
+        whole number of hops (the plugin's 1024 / 256) as that many shifted sums of hop-long blocks, which
+        is faster on a CPU than ``F.fold`` (the general case) and gives the same numbers."""
+        batch, n_fft, frames = pieces.shape
+        length = (frames - 1) * self.hop_length + n_fft
+        if n_fft % self.hop_length:
+            fold = {"output_size": (1, length), "kernel_size": (1, n_fft), "stride": (1, self.hop_length)}
+            return F.fold(pieces, **fold).reshape(batch, length)
+        blocks = n_fft // self.hop_length
+        split = pieces.reshape(batch, blocks, self.hop_length, frames)
+        summed = F.pad(split[:, 0], (0, blocks - 1))
+        for j in range(1, blocks):  # block j of frame f lands in hop slot f + j
+            summed = summed + F.pad(split[:, j], (j, blocks - 1 - j))
+        return summed.transpose(1, 2).reshape(batch, length)
 
 
 # fast Griffin-Lim's momentum (Perraudin et al. 2013; librosa's default)
@@ -90,12 +105,6 @@ def projection_reach(config: MelConfig = MEL) -> int:
     STFT's samples ``[f * hop - pad, f * hop - pad + n_fft)``, which frames up to ``(n_fft - 1) // hop``
     away wrote (3 at the plugin's 1024 / 256)."""
     return (config.n_fft - 1) // config.hop_length
-
-
-def _unit(spectrum: torch.Tensor) -> torch.Tensor:
-    """``spectrum / |spectrum|`` with a floor that keeps the gradient finite at 0 (complex abs's is not)."""
-    norm = (spectrum.real.square() + spectrum.imag.square() + 1e-20).sqrt()
-    return spectrum / norm
 
 
 def project_phase(magnitude: torch.Tensor, phase: torch.Tensor, iterations: int, istft: InverseSTFT,
@@ -110,7 +119,7 @@ def project_phase(magnitude: torch.Tensor, phase: torch.Tensor, iterations: int,
     previous = torch.zeros_like(angles)
     for _ in range(iterations):
         rebuilt = frame_spectrum(istft(magnitude * angles), config)
-        angles = _unit(rebuilt - (momentum / (1 + momentum)) * previous)
+        angles = torch.sgn(rebuilt - (momentum / (1 + momentum)) * previous)  # z / |z|; 0 (grad 0) at 0
         previous = rebuilt
     return magnitude * angles
 
@@ -168,25 +177,30 @@ class ISTFTHead(nn.Module):
     frames, so a chunk that starts on a multiple of it gets the same phases as the whole mel
     (``vocode`` aligns its chunks so).
 
-    ``phase_iterations``: the spectrum goes through that many fast Griffin-Lim projections
-    (:func:`project_phase`) from the predicted phase before the inverse STFT, in training as in vocoding,
-    so the wave's own STFT is nearer the predicted magnitude (a frame-wise network's phase is not
-    consistent across overlapping frames; docs/benchmarks.md). Each widens the receptive field by
-    :func:`projection_reach` frames on each side. ``phase_iterations_start``: training steps before it go
-    without them (a network trained through them from its first step learnt less of the fine structure
-    than one that learnt it first; docs/benchmarks.md); evaluation and vocoding always use them.
+    ``phase_iterations``: in evaluation and vocoding the spectrum goes through that many fast Griffin-Lim
+    projections (:func:`project_phase`) from the predicted phase before the inverse STFT, so the wave's own
+    STFT is nearer the predicted magnitude (a frame-wise network's phase is not consistent across
+    overlapping frames; docs/benchmarks.md). Each widens the receptive field by :func:`projection_reach`
+    frames on each side. ``train_phase_iterations`` (-1: as many) is the count in training, trained
+    through, from step ``phase_iterations_start`` on; before it the head trains without them (a network
+    trained through them from its first step learnt less of the fine structure than one that learnt it
+    first; docs/benchmarks.md). A head that was trained through some projections scores better with more
+    of them in vocoding, not fewer.
     """
 
     def __init__(self, width: int = 512, config: MelConfig = MEL, phase_advance: bool = False,
-                 magnitude_prior: bool = False, phase_iterations: int = 0, phase_iterations_start: int = 0) -> None:
+                 magnitude_prior: bool = False, phase_iterations: int = 0, train_phase_iterations: int = -1,
+                 phase_iterations_start: int = 0) -> None:
         super().__init__()
-        if phase_iterations < 0 or phase_iterations_start < 0:
-            raise ValueError(f"phase_iterations and phase_iterations_start must be >= 0, got {phase_iterations}, "
-                             f"{phase_iterations_start}")
+        if phase_iterations < 0 or train_phase_iterations < -1 or phase_iterations_start < 0:
+            raise ValueError("phase_iterations >= 0, train_phase_iterations >= -1 and phase_iterations_start "
+                             f">= 0, got {phase_iterations}, {train_phase_iterations}, {phase_iterations_start}")
         self.config = config
         self.phase_iterations = phase_iterations
+        self.train_phase_iterations = phase_iterations if train_phase_iterations < 0 else train_phase_iterations
         self.phase_iterations_start = phase_iterations_start
-        self.projecting = True  # until a training step before phase_iterations_start says otherwise
+        # the count in a training step's forward; None (evaluation, vocoding): phase_iterations
+        self.iterations_now: int | None = None
         self.magnitude_prior = magnitude_prior
         self.takes_input = magnitude_prior  # GeneratorSet then calls head(tokens, mel)
         self.bins = config.n_fft // 2 + 1
@@ -209,9 +223,10 @@ class ISTFTHead(nn.Module):
                 self.to_spectrum.bias[: self.bins].zero_()
 
     def at_training_step(self, step: int) -> None:
-        """Training before ``phase_iterations_start`` goes without the projections (GeneratorSet calls this
-        before each training step; evaluation and vocoding, which never do, always project)."""
-        self.projecting = step >= self.phase_iterations_start
+        """A training step projects ``train_phase_iterations`` times from ``phase_iterations_start`` on, none
+        before (GeneratorSet calls this before each training step's forward; evaluation and vocoding run on
+        copies that never hear it, with ``phase_iterations``)."""
+        self.iterations_now = self.train_phase_iterations if step >= self.phase_iterations_start else 0
 
     def prior(self, mel: torch.Tensor) -> torch.Tensor:
         """The log-magnitude (B, bins, F) whose mel is nearest ``mel`` (B, n_mels, F) in least squares: the
@@ -236,8 +251,9 @@ class ISTFTHead(nn.Module):
             if self.phase_advance:
                 phase = phase + self.centre_phase(phase.shape[-1], phase.device)
             magnitude = log_magnitude.clamp(max=MAX_LOG_MAGNITUDE).exp()
-            if self.phase_iterations and self.projecting:
-                spectrum = project_phase(magnitude, phase, self.phase_iterations, self.istft, self.config)
+            iterations = self.phase_iterations if self.iterations_now is None else self.iterations_now
+            if iterations:
+                spectrum = project_phase(magnitude, phase, iterations, self.istft, self.config)
             else:
                 spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
             return self.istft(spectrum).unsqueeze(1)
