@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="score this checkpoint directory's EMA generator")
     parser.add_argument("--seed", type=int, default=0, help="run.seed of the run (the untrained init)")
     parser.add_argument("--gl-iterations", type=int, default=32)
+    parser.add_argument("--phase-iterations", type=int, help="mmgan's vocos head projections (default: the run's)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     names = [name.strip() for name in args.contenders.split(",") if name.strip()]
@@ -185,6 +186,8 @@ def main() -> None:
             ema = {key[len("ema."):]: value for key, value in state.items() if key.startswith("ema.")}
             trained.load_state_dict({k: v for k, v in ema.items() if k in trained.state_dict()}, strict=True)
         remove_weight_norm(trained)
+        if args.phase_iterations is not None:  # as `mmgan vocode --phase-iterations`
+            trained.heads["speech"].phase_iterations = args.phase_iterations
         synthesisers["mmgan"] = lambda log_mel, _: vocode(trained, log_mel, precision=args.precision)
     if "untrained" in names:
         untrained = untrained_like(args.run, args.seed)
@@ -242,6 +245,7 @@ def main() -> None:
                             "run": None if args.run is None else str(args.run),
                             "checkpoint": None if args.checkpoint is None else str(args.checkpoint),
                             "precision": args.precision if name == "mmgan" else None,
+                            "phase_iterations": args.phase_iterations if name == "mmgan" else None,
                             "data": args.data,
                             "clips": clips,
                             "seconds": args.seconds,
