@@ -14,6 +14,7 @@ A. Vocoding the log-mel of a held-out built-in clip (SpeechLikeDataset(seed=1).c
      melgan-paper the same weights in MelStem -> MelGANHead (no trunk): the paper's generator, one forward
      vocos        `mmgan vocode` of a vocos run (speech.generator=vocos; from --vocos-run, else untrained)
      vocos-bare   the same weights in VocosStem -> LatentTrunk -> ISTFTHead, one forward
+     vocos-pK     `mmgan vocode --phase-iterations K` of the vocos run, for each K of --phase-iterations
 B. One training step at --batch x --segment samples (D hinge step, then G hinge + 10 FM + 45 mel L1 step, D frozen):
      mmgan        Trainer.train_step of a melgan run (its recipe: Accelerate, plugin hooks, EMA)
      bare         the same networks, losses and Adam (1e-4, (0.5, 0.9)) in a hand-written loop
@@ -105,8 +106,8 @@ def plain_generator(generator: GeneratorSet, trunk: bool = True) -> Generator:
                      copy.deepcopy(generator.heads["speech"])).eval().requires_grad_(False)
 
 
-def vocode_contenders(run: Path, vocos_run: Path | None, mel: torch.Tensor, bf16: bool
-                      ) -> dict[str, Callable[[], object]]:
+def vocode_contenders(run: Path, vocos_run: Path | None, mel: torch.Tensor, bf16: bool,
+                      phase_iterations: tuple[int, ...] = ()) -> dict[str, Callable[[], object]]:
     def mmgan_fn(generator):
         def fn():
             with torch.inference_mode(), autocast(bf16):
@@ -126,6 +127,10 @@ def vocode_contenders(run: Path, vocos_run: Path | None, mel: torch.Tensor, bf16
     if vocos_run is not None:
         vocos, _ = load_generator(vocos_run, "speech")
         contenders |= {"vocos": mmgan_fn(vocos), "vocos-bare": plain_fn(plain_generator(vocos))}
+        for k in phase_iterations:  # as `mmgan vocode --phase-iterations K`
+            projecting = copy.deepcopy(vocos)
+            projecting.heads["speech"].phase_iterations = k
+            contenders[f"vocos-p{k}"] = mmgan_fn(projecting)
     return contenders
 
 
@@ -207,6 +212,7 @@ def main() -> None:
     parser.add_argument("--train-block", type=int, default=2, help="training steps per timed block (default 2)")
     parser.add_argument("--train-warmup", type=int, default=1, help="untimed steps per contender (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--phase-iterations", default="", help="comma-separated counts: a vocos-pK row for each")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every contender, both parts")
     parser.add_argument("--json", metavar="PATH", help="write the raw block timings here")
     args = parser.parse_args()
@@ -253,7 +259,8 @@ def main() -> None:
             print(f"{kind}: generator {m.generator}, discriminator {m.discriminators}, trunk width {tr.width} "
                   f"depth {tr.depth} kernel {tr.kernel_size} expansion {tr.expansion}")
         torch.set_num_threads(args.threads)  # in case anything above changed it
-        contenders = vocode_contenders(run, vocos_run, mel, args.bf16)
+        counts = tuple(int(k) for k in args.phase_iterations.split(",") if k.strip())
+        contenders = vocode_contenders(run, vocos_run, mel, args.bf16, () if args.no_vocos else counts)
         waves = {name: fn() for name, fn in contenders.items()}  # a check, and one more warm-up call each
         same = {"mmgan": "bare", "melgan-paper": "bare", "vocos": "vocos-bare"}  # its bare twin
         print("max |wave - bare wave|: " + ", ".join(f"{name} {(w - waves[same[name]]).abs().max().item():.2e}"
