@@ -1,5 +1,6 @@
 """benchmarks/flite_speech.py writes a real-speech folder the speech plugin reads, with disjoint train and test
-sentences; benchmarks/quality_speech.py measures Griffin-Lim on such a folder, without a run, into JSON lines."""
+sentences, and benchmarks/espeak_speech.py an independent held-out one; benchmarks/quality_speech.py measures
+Griffin-Lim on such a folder, without a run, into JSON lines."""
 
 from __future__ import annotations
 
@@ -60,6 +61,28 @@ def test_flite_speech_writes_disjoint_splits_the_plugin_opens(tmp_path: Path) ->
         data = open_speech_source(str(out / split), 8192, SR, 0, "pad")
         assert len(data.files) == count and not data.skipped and data[0].shape == (1, 8192)
     assert len(find_wav_files(out / "test")) == 2
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian's espeak-ng (apt-get install espeak-ng)")
+def test_espeak_speech_writes_a_held_out_folder_at_the_plugin_rate(tmp_path: Path) -> None:
+    out = tmp_path / "espeak"
+    done = run_script("espeak_speech.py", "--out", str(out), "--voices", "en-us,en-us+f3", "--clips", "1")
+    assert "2 clips" in done.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["voice"] for f in manifest["files"]] == ["en-us", "en-us+f3"]
+    assert len({f["sentence"] for f in manifest["files"]}) == 2
+    for f in manifest["files"]:
+        wave = read_wav(out / f["path"], SR)
+        assert f["sample_rate"] == SR and wave.size / SR == pytest.approx(f["seconds"], abs=1e-3)
+        assert np.abs(wave).max() > 0.05  # speech, not silence
+    data = open_speech_source(str(out), 8192, SR, 0, "pad")
+    assert len(data.files) == 2 and not data.skipped
+    # an unknown voice is a one-line error, and nothing half-written is left behind
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "espeak_speech.py"), "--out", str(tmp_path / "bad"),
+                          "--voices", "nosuch", "--clips", "1"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode != 0 and "espeak-ng -v nosuch failed" in bad.stderr
+    assert not any((tmp_path / "bad").iterdir())
 
 
 def test_quality_speech_measures_griffin_lim_on_a_folder_without_a_run(tmp_path: Path) -> None:
