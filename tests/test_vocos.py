@@ -254,6 +254,11 @@ def test_each_generator_gets_its_own_discriminator_unless_one_is_named():
     # runs and exports written before speech.phase_advance existed had no advance
     assert legacy_modality_values({"generator": "vocos"}, plugin.modality)["phase_advance"] is False
     assert legacy_modality_values({"generator": "vocos"}, plugin.modality)["magnitude_prior"] is False
+    # and no phase projections (the default since they beat Griffin-Lim at 3 seeds): they vocode as they did
+    legacy = legacy_modality_values({"generator": "vocos"}, plugin.modality)
+    keys = ("phase_iterations", "train_phase_iterations", "phase_iterations_start")
+    assert tuple(legacy[key] for key in keys) == (0, -1, 0)
+    assert SpeechConfig().phase_iterations == 32 and SpeechConfig().train_phase_iterations == 8
 
 
 # ---- through the CLI ---------------------------------------------------------------------------------
