@@ -160,11 +160,14 @@ def test_bad_wav_files_are_one_line_errors_naming_them(tmp_path):
 # ---- chunked == unchunked ----------------------------------------------------------------------------
 
 
-def generator_of(kind: str, depth: int = 2, kernel_size: int = 3, seed: int = 0) -> GeneratorSet:
+def generator_of(kind: str, depth: int = 2, kernel_size: int = 3, seed: int = 0,
+                 phase_iterations: int = 0) -> GeneratorSet:
     """A tiny generator with every weight drawn at random: a fresh trunk is the identity (zero gates or
-    zero last layers), which would hide a receptive field too small for its blocks."""
+    zero last layers), which would hide a receptive field too small for its blocks. No phase projections
+    in the vocos head unless asked (the default's 32 would widen every reach by 96 frames)."""
     torch.manual_seed(seed)
-    stem, head = plugin.build_generator(SpeechConfig(generator=kind, ngf=4), 16)
+    config = SpeechConfig(generator=kind, ngf=4, phase_iterations=phase_iterations)
+    stem, head = plugin.build_generator(config, 16)
     trunk = LatentTrunk(TrunkConfig(width=16, depth=depth, kernel_size=kernel_size), ["speech"])
     generator = remove_weight_norm(GeneratorSet(trunk, {"speech": (stem, head)}))
     with torch.no_grad():
@@ -183,10 +186,12 @@ def test_the_overlap_is_the_receptive_field():
     shallow = generator_of("vocos", depth=8)
     shallow.depths["speech"] = 1
     assert context_frames(shallow) == 6
+    # each phase projection of the head reaches 3 frames further on each side
+    assert context_frames(generator_of("vocos", 2, phase_iterations=2)) == 7 + 2 * 3
     # the frames that one frame's samples depend on, found by the gradient, are exactly that far (vocos)
     # or within it (melgan: the transposed convolutions' reach is bounded, not exact)
-    for kind, depth in [("vocos", 2), ("vocos", 8), ("melgan", 2)]:
-        generator, frame = generator_of(kind, depth), 30
+    for kind, depth, projections in [("vocos", 2, 0), ("vocos", 8, 0), ("vocos", 2, 2), ("melgan", 2, 0)]:
+        generator, frame = generator_of(kind, depth, phase_iterations=projections), 30
         mel = (torch.randn(1, 80, 61) - 5).requires_grad_(True)
         with torch.enable_grad():
             wave = generator("speech", mel).reshape(-1)

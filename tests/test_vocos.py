@@ -258,7 +258,7 @@ def test_each_generator_gets_its_own_discriminator_unless_one_is_named():
     legacy = legacy_modality_values({"generator": "vocos"}, plugin.modality)
     keys = ("phase_iterations", "train_phase_iterations", "phase_iterations_start")
     assert tuple(legacy[key] for key in keys) == (0, -1, 0)
-    assert SpeechConfig().phase_iterations == 32 and SpeechConfig().train_phase_iterations == 8
+    assert SpeechConfig().phase_iterations == 16 and SpeechConfig().train_phase_iterations == 8
 
 
 # ---- through the CLI ---------------------------------------------------------------------------------

@@ -112,10 +112,11 @@ class SpeechConfig(ModalityConfig):
     magnitude_prior: bool = True
     # vocos: fast Griffin-Lim projections of the head's spectrum, from its phase, before the inverse STFT, in
     # evaluation and vocoding (vocos.project_phase; `mmgan vocode --phase-iterations` overrides it); 0: none.
-    # Each costs an STFT and an inverse STFT: 10 s vocode at 75x real time with 32 on 2 threads, 437x with none.
-    # With them the default run beats Griffin-Lim on MCD, PESQ and STOI at 3 seeds on both held-out sets
-    # (docs/benchmarks.md; runs written before the key: 0)
-    phase_iterations: int = 32
+    # Each costs an STFT and an inverse STFT: 10 s vocode at 127x real time with 16 on 2 threads, 437x with
+    # none. With 16 the default run beats Griffin-Lim on MCD, PESQ and STOI at 3 seeds on both held-out sets;
+    # 32 scores better still, but the momentum iterations amplify float rounding so that chunked vocoding
+    # drifts up to 2e-5 from unchunked (16: 2e-6) (docs/benchmarks.md; runs written before the key: 0)
+    phase_iterations: int = 16
     # vocos: the projections in a training step, trained through (-1: phase_iterations); 8 is what the
     # default was measured with (a training step through 8 costs about 1.5 reconstruction steps)
     train_phase_iterations: int = 8

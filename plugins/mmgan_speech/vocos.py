@@ -232,7 +232,8 @@ class ISTFTHead(nn.Module):
         """The log-magnitude (B, bins, F) whose mel is nearest ``mel`` (B, n_mels, F) in least squares: the
         filterbank's pseudo-inverse applied to the mel's magnitudes, floored at the mel's own log floor."""
         inverse = _mel_pseudo_inverse(self.config, mel.device)
-        linear = torch.einsum("km,bmf->bkf", inverse, mel.float().exp())
+        dtype = torch.float64 if mel.dtype == torch.float64 else torch.float32  # float64: exact chunked vocoding
+        linear = torch.einsum("km,bmf->bkf", inverse.to(dtype), mel.to(dtype).exp())
         return linear.clamp_min(self.config.log_clamp).log()
 
     def centre_phase(self, frames: int, device: torch.device) -> torch.Tensor:
@@ -243,7 +244,9 @@ class ISTFTHead(nn.Module):
     def forward(self, tokens: torch.Tensor, mel: torch.Tensor | None = None) -> torch.Tensor:
         x = self.to_spectrum(self.norm(tokens.transpose(1, 2))).transpose(1, 2)
         with torch.autocast(tokens.device.type, enabled=False):
-            log_magnitude, phase = x.float().split(self.bins, dim=1)
+            # float32 whatever the autocast; float64 where the head runs in it (vocode's exact chunking)
+            x = x.double() if x.dtype == torch.float64 else x.float()
+            log_magnitude, phase = x.split(self.bins, dim=1)
             if self.magnitude_prior:
                 if mel is None:
                     raise ValueError("ISTFTHead(magnitude_prior=True) needs the mel: head(tokens, mel)")
