@@ -3,9 +3,10 @@
     python benchmarks/espeak_speech.py --out runs/espeak [--voices en-us,en-gb,en-gb-scotland,en-us+f3] [--clips 4]
 
 No run trains on it: it checks a vocoder trained on another folder (``benchmarks/flite_speech.py``'s, say) on
-a synthesiser, voices and sentences it never heard, with ``benchmarks/quality_speech.py RUN --data OUT``. The
-issue that asked for the flite set kept espeak-ng aside for exactly this. Writes ``OUT/<voice>_<nnn>.wav``
-(16-bit mono at espeak-ng's 22.05 kHz, the plugin's own rate) and ``OUT/manifest.json``. The sentences are
+a synthesiser, voices and sentences it never heard, with ``benchmarks/quality_speech.py RUN --data OUT/test``. The
+issue that asked for the flite set kept espeak-ng aside for exactly this. Writes ``OUT/test/<voice>_<nnn>.wav``
+(16-bit mono at espeak-ng's 22.05 kHz, the plugin's own rate) and ``OUT/manifest.json`` beside the folder (a
+folder holding a manifest.json is read as WebDataset shards). The sentences are
 ``flite_speech.sentences(--seed)`` (Python standard-library docstrings), by default in another order than the
 flite set's (seed 1 against 0). Debian's ``espeak-ng`` package provides the program and voices.
 """
@@ -59,17 +60,17 @@ def main() -> None:
         parser.error("--voices names no voice")
 
     pool = iter(sentences(args.seed))
-    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "test").mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(args.clips):
         for voice in voices:
             sentence = next(pool, None)
             if sentence is None:
                 sys.exit("error: the standard library gave fewer sentences than asked; ask for fewer --clips")
-            path = args.out / f"{voice.replace('+', '_')}_{i:03d}.wav"
+            path = args.out / "test" / f"{voice.replace('+', '_')}_{i:03d}.wav"
             seconds, rate = speak(voice, sentence, path)
-            files.append({"path": path.name, "voice": voice, "sentence": sentence, "seconds": round(seconds, 3),
-                          "sample_rate": rate})
+            files.append({"path": path.relative_to(args.out).as_posix(), "voice": voice, "sentence": sentence,
+                          "seconds": round(seconds, 3), "sample_rate": rate})
     version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
     manifest = {"generator": "benchmarks/espeak_speech.py", "espeak-ng": version, "python": sys.version.split()[0],
                 "seed": args.seed, "voices": voices, "files": files}

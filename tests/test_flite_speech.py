@@ -75,7 +75,7 @@ def test_espeak_speech_writes_a_held_out_folder_at_the_plugin_rate(tmp_path: Pat
         wave = read_wav(out / f["path"], SR)
         assert f["sample_rate"] == SR and wave.size / SR == pytest.approx(f["seconds"], abs=1e-3)
         assert np.abs(wave).max() > 0.05  # speech, not silence
-    data = open_speech_source(str(out), 8192, SR, 0, "pad")
+    data = open_speech_source(str(out / "test"), 8192, SR, 0, "pad")
     assert len(data.files) == 2 and not data.skipped
     # an unknown voice is a one-line error, and nothing half-written is left behind
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
