@@ -82,7 +82,7 @@ def test_espeak_speech_writes_a_held_out_folder_at_the_plugin_rate(tmp_path: Pat
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "espeak_speech.py"), "--out", str(tmp_path / "bad"),
                           "--voices", "nosuch", "--clips", "1"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode != 0 and "espeak-ng -v nosuch failed" in bad.stderr
-    assert not any((tmp_path / "bad").iterdir())
+    assert not [f for f in (tmp_path / "bad").rglob("*") if f.is_file()]
 
 
 def test_quality_speech_measures_griffin_lim_on_a_folder_without_a_run(tmp_path: Path) -> None:
