@@ -131,9 +131,10 @@ def plot(curves: dict[Path, tuple[list[dict], dict[str, float]]], out: Path) -> 
     print(f"wrote {out}")
 
 
-def triple(run: Path, out: Path, clip_index: int = 0) -> None:
+def triple(run: Path, out: Path, clip_index: int = 0, phase_iterations: int | None = None) -> None:
     """One held-out clip of the run's evaluation set as log-mels, side by side: the real clip, the run's
-    vocoder (its best export) and Griffin-Lim, plus the three as WAV files beside the PNG."""
+    vocoder (its best export; a vocos head's projections as ``phase_iterations`` if given) and Griffin-Lim, plus
+    the three as WAV files beside the PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,6 +150,8 @@ def triple(run: Path, out: Path, clip_index: int = 0) -> None:
     clip = clip[: clip.shape[0] // MEL.hop_length * MEL.hop_length]
     log_mel = mel_spectrogram(clip, MEL)
     generator, _ = load_generator(run, "speech")
+    if phase_iterations is not None:  # as `mmgan vocode --phase-iterations`
+        generator.heads["speech"].phase_iterations = phase_iterations
     with torch.inference_mode():
         waves = {"real": clip, "mmgan": vocode(generator, log_mel),
                  "griffin-lim": griffin_lim(mel_to_magnitude(log_mel), settings["gl_iterations"])}
@@ -175,6 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--plot", type=Path, help="a PNG of every measure against the minutes of training")
+    parser.add_argument("--phase-iterations", type=int, help="--triple: the vocos head projections (default: the run)")
     parser.add_argument("--triple", type=Path, help="a PNG of real / mmgan / Griffin-Lim log-mels of one "
                         "held-out clip of the first run (and the three WAVs beside it)")
     parser.add_argument("--threads", type=int, default=2)
@@ -191,7 +195,7 @@ def main() -> None:
     if args.plot is not None:
         plot(curves, args.plot)
     if args.triple is not None:
-        triple(args.runs[0], args.triple)
+        triple(args.runs[0], args.triple, phase_iterations=args.phase_iterations)
 
 
 if __name__ == "__main__":
