@@ -18,11 +18,10 @@ import json
 import shutil
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flite_speech import sentences  # noqa: E402
+from flite_speech import sentences, synthesise  # noqa: E402
 
 VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-us+f3")  # two accents, a third, and a female variant
 
@@ -30,16 +29,9 @@ VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-us+f3")  # two accents, a thir
 def speak(voice: str, text: str, path: Path) -> tuple[float, int]:
     """``text`` spoken by espeak-ng's ``voice`` into the WAV ``path`` (written beside it, then renamed)."""
     partial = path.with_name(f".{path.name}.part")
-    done = subprocess.run(["espeak-ng", "-v", voice, "-w", str(partial), text], capture_output=True, text=True)
     # anything on stderr (an unknown voice, missing voice data) is a failure, whatever the exit status
-    if done.returncode != 0 or not partial.is_file() or done.stderr.strip():
-        partial.unlink(missing_ok=True)
-        raise SystemExit(f"error: espeak-ng -v {voice} failed on {text!r}: {done.stderr.strip() or done.returncode}")
-    with wave.open(str(partial), "rb") as clip:
-        rate = clip.getframerate()
-        seconds = clip.getnframes() / rate
-    partial.replace(path)
-    return seconds, rate
+    return synthesise(["espeak-ng", "-v", voice, "-w", str(partial), text], path, partial,
+                      f"espeak-ng -v {voice}", text, strict_stderr=True)
 
 
 def main() -> None:

@@ -89,17 +89,27 @@ def flite_voices() -> set[str]:
     return set(listing.partition(":")[2].split())
 
 
-def speak(voice: str, text: str, path: Path) -> tuple[float, int]:
-    """``text`` spoken by ``voice`` into the WAV ``path`` (written beside it, then renamed): (seconds, rate)."""
-    partial = path.with_name(f".{path.name}.part")
-    done = subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(partial)], capture_output=True, text=True)
-    if done.returncode != 0 or not partial.is_file():
-        raise SystemExit(f"error: flite -voice {voice} failed on {text!r}: {done.stderr.strip() or done.returncode}")
+def synthesise(command: list[str], path: Path, partial: Path, what: str, text: str, strict_stderr: bool = False
+               ) -> tuple[float, int]:
+    """Run a synthesiser ``command`` that writes the WAV ``partial``, then rename it to ``path``: (seconds,
+    rate). A failure (non-zero exit, no file, or with ``strict_stderr`` anything on stderr) is a one-line
+    exit naming ``what`` and ``text``, and leaves no partial file behind."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not partial.is_file() or (strict_stderr and done.stderr.strip()):
+        partial.unlink(missing_ok=True)
+        raise SystemExit(f"error: {what} failed on {text!r}: {done.stderr.strip() or done.returncode}")
     with wave.open(str(partial), "rb") as clip:
         rate = clip.getframerate()
         seconds = clip.getnframes() / rate
     partial.replace(path)
     return seconds, rate
+
+
+def speak(voice: str, text: str, path: Path) -> tuple[float, int]:
+    """``text`` spoken by ``voice`` into the WAV ``path`` (written beside it, then renamed): (seconds, rate)."""
+    partial = path.with_name(f".{path.name}.part")
+    return synthesise(["flite", "-voice", voice, "-t", text, "-o", str(partial)], path, partial,
+                      f"flite -voice {voice}", text)
 
 
 def main() -> None:
