@@ -33,9 +33,9 @@ from harness import machine_header, trainer_step_fn
 from torch.utils.data import DataLoader
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
+from mmgan.data.shards import ShardStream, open_shards, pack
 from mmgan.engine import Trainer
-from mmgan.plugins import get_modality
-from mmgan.shards import ShardStream, open_shards, pack
 from mmgan_image.shards import ImageCodec
 from mmgan_speech.shards import SpeechCodec
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from mmgan.config import section_from_dict
+from mmgan.contract.manager import get_modality, get_plugin_manager
 from mmgan.engine import build_generators
-from mmgan.inference import load_generator
-from mmgan.plugins import get_modality, get_plugin_manager
+from mmgan.evaluation.inference import load_generator
 from mmgan.trunk import GeneratorSet, TrunkConfig
 from mmgan_speech.datasets import SpeechLikeDataset
 from mmgan_speech.losses import mel_l1

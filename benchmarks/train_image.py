@@ -34,7 +34,7 @@ from harness import machine_header, trainer_step_fn
 from torch import nn
 from torch.utils.data import DataLoader
 
-import mmgan.plugins
+from mmgan.api import get_modality
 from mmgan.config import resolve
 from mmgan.engine import Trainer
 from mmgan.trunk import LatentTrunk, TrunkConfig
@@ -117,7 +117,7 @@ def mmgan_step_fn(config):
 def bench_size(size: int, out: str, args) -> dict[str, list[float]]:
     overrides = [f"image.image_size={size}", f"train.mixed_precision={'bf16' if args.bf16 else 'no'}",
                  f"train.channels_last={'true' if args.channels_last else 'false'}"]
-    config = resolve(mmgan.plugins.get_modality, plugins=["image"], out=out, steps=10**6, batch_size=args.batch,
+    config = resolve(get_modality, plugins=["image"], out=out, steps=10**6, batch_size=args.batch,
                      seed=SEED, overrides=overrides)
     contenders = {
         "mmgan": mmgan_step_fn(config),

@@ -46,10 +46,10 @@ from harness import machine_header, trainer_step_fn
 from torch import nn
 from torch.utils.data import DataLoader
 
-import mmgan.plugins
+from mmgan.api import get_modality
 from mmgan.config import resolve
 from mmgan.engine import Trainer
-from mmgan.inference import load_generator
+from mmgan.evaluation.inference import load_generator
 from mmgan.trunk import GeneratorSet, LatentTrunk
 from mmgan_speech.datasets import SpeechLikeDataset
 from mmgan_speech.mel import MelConfig, mel_spectrogram
@@ -244,7 +244,7 @@ def main() -> None:
                 overrides = [f"speech.segment_length={args.segment}", "speech.adversarial_start=0",
                              f"train.mixed_precision={'bf16' if args.bf16 else 'no'}", *recipe, *args.overrides,
                              *extra]
-                configs[kind] = resolve(mmgan.plugins.get_modality, plugins=["speech"], out=os.path.join(tmp, kind),
+                configs[kind] = resolve(get_modality, plugins=["speech"], out=os.path.join(tmp, kind),
                                         steps=10**6, batch_size=args.batch, seed=SEED, overrides=overrides)
                 torch.manual_seed(SEED)
                 trainers[kind] = Trainer(configs[kind], progress=False)

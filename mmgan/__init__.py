@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmgan.hookspecs import hookimpl, hookspec
+from mmgan.contract.hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "hookimpl", "hookspec"]

@@ -1,6 +1,6 @@
 """``python -m mmgan`` (and ``accelerate launch -m mmgan``) runs the CLI."""
 
-from mmgan.cli import main
+from mmgan.cli.commands import main
 
 if __name__ == "__main__":
     main()

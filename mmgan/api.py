@@ -4,7 +4,7 @@ Everything here is documented in docs/api.md (generated from these objects by ``
 changes only additively within a major version; ``CONTRACT_VERSION`` counts the additions to the hook
 contract (each hookspec says in which version it was added). Anything not named here is an
 undocumented internal: it may change without notice. Modules that plugins imported before this list
-existed (``mmgan.modality``, ``mmgan.losses``, ``mmgan.errors``, ...) keep their names.
+existed (``mmgan.contract.modality``, ``mmgan.losses``, ``mmgan.errors``, ...) keep their names.
 
     from mmgan.api import ModalityPlugin, Modality, ModalityConfig, hookimpl
 """
@@ -15,13 +15,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mmgan import __version__
+from mmgan.contract.hookspecs import hookimpl, hookspec
+from mmgan.contract.manager import get_modality, get_plugin_manager, metric_goals
+from mmgan.contract.modality import Modality, ModalityConfig
+from mmgan.contract.plugin import ModalityPlugin
 from mmgan.errors import CheckpointError, ConfigError, DataError, MetricError, MMGANError, PluginError, StorageError
 from mmgan.files import atomic_path, writing
-from mmgan.hookspecs import hookimpl, hookspec
 from mmgan.losses import AdversarialLoss, DiscriminatorInactive, LossContext, logits_of, r1_penalty
-from mmgan.modality import Modality, ModalityConfig
-from mmgan.modality_plugin import ModalityPlugin
-from mmgan.plugins import get_modality, get_plugin_manager, metric_goals
 from mmgan.report.section import ReportContext, ReportGroup, ReportItem, ReportSection
 from mmgan.testing import load_plugin, plugin_registered, tiny_run
 
@@ -30,18 +30,17 @@ from mmgan.testing import load_plugin, plugin_registered, tiny_run
 _ON_FIRST_USE = {
     "mmgan.data": ("check_int",),
     "mmgan.evaluation": ("EvalContext", "context_for_run", "evaluate", "evaluate_run"),
-    "mmgan.inference": ("load_generator", "pick_modality", "sample"),
-    "mmgan.metrics": ("feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
+    "mmgan.evaluation.inference": ("load_generator", "pick_modality", "sample"),
+    "mmgan.evaluation.distances": ("feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
                       "kernel_inception_distance", "precision_recall", "sliced_wasserstein"),
-    "mmgan.shards": ("PackStream", "ShardCodec"),
+    "mmgan.data.shards": ("PackStream", "ShardCodec"),
 }
 _MODULE_OF = {name: module for module, names in _ON_FIRST_USE.items() for name in names}
 
 if TYPE_CHECKING:
-    from mmgan.data import check_int
-    from mmgan.evaluation import EvalContext, context_for_run, evaluate, evaluate_run
-    from mmgan.inference import load_generator, pick_modality, sample
-    from mmgan.metrics import (
+    from mmgan.data.loading import check_int
+    from mmgan.data.shards import PackStream, ShardCodec
+    from mmgan.evaluation.distances import (
         feature_statistics,
         frechet_distance,
         frechet_distance_from_statistics,
@@ -49,7 +48,8 @@ if TYPE_CHECKING:
         precision_recall,
         sliced_wasserstein,
     )
-    from mmgan.shards import PackStream, ShardCodec
+    from mmgan.evaluation.inference import load_generator, pick_modality, sample
+    from mmgan.evaluation.scoring import EvalContext, context_for_run, evaluate, evaluate_run
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ import importlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mmgan.plugins import get_plugin_manager
+from mmgan.contract.manager import get_plugin_manager
 
 # small sizes for the built-in modalities and the trunk: real networks, seconds on a CPU
 TINY_SETTINGS = ("trunk.width=32", "trunk.depth=1", "train.log_every=1", "train.num_samples=16",
@@ -63,8 +63,8 @@ def tiny_run(out: str | Path, plugins: Sequence[str], steps: int = 2, batch_size
     """Train a run of ``plugins`` for ``steps`` steps at tiny sizes (TINY_SETTINGS, plus the built-in
     modalities' own); ``overrides`` (``section.key=value``) come last. Returns the run directory."""
     from mmgan import config as cfg
+    from mmgan.contract.manager import get_modality
     from mmgan.engine import Trainer
-    from mmgan.plugins import get_modality
 
     settings = [*TINY_SETTINGS]
     for name in plugins:

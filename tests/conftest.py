@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mmgan import config as cfg
-from mmgan.cli import build_cli
-from mmgan.plugins import get_modality
+from mmgan.cli.commands import build_cli
+from mmgan.contract.manager import get_modality
 
 # DCGAN at 32x32 with narrow layers and a narrow trunk: the real networks, sized for a CPU test.
 # fp32 pinned: with train.mixed_precision=auto an image run would train in bf16 on hosts with native bf16

@@ -24,10 +24,10 @@ import torch
 from safetensors.torch import save_file
 
 from mmgan import config as cfg
-from mmgan.cli import run as run_command
+from mmgan.cli.commands import run as run_command
+from mmgan.contract.manager import get_modality
+from mmgan.data.shards import ShardStream
 from mmgan.engine import Trainer
-from mmgan.plugins import get_modality
-from mmgan.shards import ShardStream
 
 
 def noise_from_sample(real: torch.Tensor, config: object, generator: torch.Generator) -> torch.Tensor:
@@ -95,7 +95,7 @@ def main(mode: str, out: str, argv: list[str]) -> None:
 def run_cli(out: str, argv: list[str]) -> None:
     """The real `mmgan` command line (what users run), once this process's pid is in OUT/pid<rank>."""
     (Path(out) / f"pid{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
-    from mmgan.cli import main as cli_main
+    from mmgan.cli.commands import main as cli_main
 
     sys.argv = ["mmgan", *argv]
     cli_main()
@@ -107,7 +107,7 @@ def watch(out: str, victim: int, how: str) -> None:
     with one "Error:" line, as the CLI prints it (raised, or from the heartbeat thread)."""
     import torch.distributed as dist
 
-    from mmgan.distributed import RankLost, RankWatch
+    from mmgan.engine.distributed import RankLost, RankWatch
 
     dist.init_process_group("gloo")
     rank, step = dist.get_rank(), 0

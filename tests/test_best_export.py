@@ -9,10 +9,10 @@ import torch
 
 import mmgan
 from mmgan import checkpoint
+from mmgan.contract.manager import get_plugin_manager, metric_goals
 from mmgan.engine import Trainer
 from mmgan.errors import ConfigError
-from mmgan.inference import load_generator
-from mmgan.plugins import get_plugin_manager, metric_goals
+from mmgan.evaluation.inference import load_generator
 
 EVAL = ("train.eval_every=2", "train.eval_samples=130", "train.checkpoint_every=2")
 

@@ -25,11 +25,11 @@ from PIL import Image
 
 from mmgan import checkpoint
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
+from mmgan.data.shards import ShardStream, open_shards, pack
 from mmgan.engine import Trainer
 from mmgan.engine.rundir import RunDirectory
 from mmgan.errors import ConfigError
-from mmgan.plugins import get_modality
-from mmgan.shards import ShardStream, open_shards, pack
 from mmgan_image.datasets import ImageFolderDataset
 from mmgan_image.shards import ImageCodec
 from mmgan_speech.audio import read_wav, write_wav
@@ -449,7 +449,7 @@ def test_the_catalogue_table_has_every_row_and_names_only_tests_that_exist():
 
 def test_generate_refuses_more_samples_than_memory_holds(cli_run, image_run, tmp_path, monkeypatch):
     """Row 50: -n 10**7 is refused on the first batch, in one line, instead of filling the memory."""
-    monkeypatch.setattr("mmgan.inference.host_memory", lambda: (50 * 2**20, "MemAvailable"))
+    monkeypatch.setattr("mmgan.evaluation.inference.host_memory", lambda: (50 * 2**20, "MemAvailable"))
     assert_one_line_error(cli_run("generate", image_run, "-n", str(10**7), "-o", tmp_path / "g.png"),
                           "-n 10000000", "GB, more than the 52 MB available (MemAvailable)", "ask for fewer")
     assert not (tmp_path / "g.png").exists()

@@ -9,9 +9,9 @@ import torch
 from conftest import TINY
 from torch import nn
 
-from mmgan.check import check_plugin
-from mmgan.modality import Modality, ModalityConfig
-from mmgan.modality_plugin import ModalityPlugin
+from mmgan.cli.check_plugin import check_plugin
+from mmgan.contract.modality import Modality, ModalityConfig
+from mmgan.contract.plugin import ModalityPlugin
 from mmgan.testing import plugin_registered
 
 

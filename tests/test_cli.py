@@ -175,7 +175,7 @@ def test_a_plugin_adds_an_option_to_eval_and_its_value_reaches_the_metric_hook(c
     import click
 
     import mmgan
-    from mmgan.cli import _add_plugin_options, eval_command
+    from mmgan.cli.commands import _add_plugin_options, eval_command
     from mmgan.errors import PluginError
     from mmgan.testing import plugin_registered
 
@@ -201,7 +201,7 @@ def test_a_plugin_adds_an_option_to_eval_and_its_value_reaches_the_metric_hook(c
     core_params = [p for p in eval_command.params if "--inception-weights" not in getattr(p, "opts", [])]
     command = click.Command("eval", params=list(core_params), callback=eval_command.callback)
     with plugin_registered(Brightness(), name="brightness") as plugin:
-        from mmgan.plugins import get_plugin_manager
+        from mmgan.contract.manager import get_plugin_manager
 
         _add_plugin_options(command, get_plugin_manager())
         assert "--brightness-target" in [o for p in command.params for o in getattr(p, "opts", [])]

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # heavy modules were imported (stdout is the command's own output)
 SCRIPT = """
 import json, sys
-from mmgan.cli import build_cli
+from mmgan.cli.commands import build_cli
 
 code = build_cli().main(sys.argv[1:], prog_name="mmgan", standalone_mode=False)
 heavy = sorted(name for name in ("torch", "scipy") if name in sys.modules)

@@ -3,8 +3,8 @@ import logging
 import pytest
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
 from mmgan.errors import ConfigError
-from mmgan.plugins import get_modality
 
 
 def resolve(**kwargs):
@@ -82,7 +82,7 @@ def test_no_modality_is_an_error():
 
 def test_modalities_suggesting_different_train_defaults(caplog):
     caplog.set_level(logging.INFO, logger="mmgan")
-    from mmgan.modality import Modality, ModalityConfig
+    from mmgan.contract.modality import Modality, ModalityConfig
 
     def make(name, **defaults):
         return Modality(name=name, config_class=ModalityConfig, make_input=lambda r, c, g: r, train_defaults=defaults)
@@ -107,7 +107,7 @@ def test_modalities_suggest_trunk_settings_and_the_deepest_trunk_wins(caplog):
     """Modality.trunk_defaults: a speech run builds its vocoder's deeper trunk, an image run keeps the
     core's, a run of both the deeper one (each goes through its own trunk_depth), and --set wins."""
     caplog.set_level(logging.INFO, logger="mmgan")
-    from mmgan.modality import Modality, ModalityConfig
+    from mmgan.contract.modality import Modality, ModalityConfig
     from mmgan.trunk import TrunkConfig
 
     def make(name, **trunk):

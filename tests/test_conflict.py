@@ -9,8 +9,8 @@ import torch
 from conftest import SPEECH_TINY, TINY, assert_one_line_error, tiny_args
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer, conflict
-from mmgan.plugins import get_modality
 
 
 def test_pcgrad_removes_conflicts_and_leaves_agreeing_gradients_alone():

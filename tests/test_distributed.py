@@ -15,7 +15,7 @@ import torch
 from conftest import SPEECH_TINY, read_metrics
 from safetensors.torch import load_file
 
-from mmgan.shards import pack
+from mmgan.data.shards import pack
 from mmgan_image.shards import ImageCodec
 from mmgan_speech.shards import SpeechCodec
 
@@ -142,8 +142,8 @@ def test_two_processes_of_batch_b_give_the_gradients_of_one_process_of_batch_2b(
 HANGING_TEARDOWN = """
 import sys, threading, torch.distributed as dist
 from accelerate.state import PartialState
-from mmgan import distributed
-from mmgan.cli import cli
+from mmgan.engine import distributed
+from mmgan.cli.commands import cli
 dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
 PartialState.destroy_process_group = lambda self, group=None: threading.Event().wait()
 distributed.TEARDOWN_WAIT = 2.0

@@ -21,7 +21,7 @@ def test_every_config_key_is_in_the_reference_with_a_meaning():
     finally:
         sys.path.pop(0)
     from mmgan.config import RunSection, TrainConfig
-    from mmgan.plugins import get_modality
+    from mmgan.contract.manager import get_modality
     from mmgan.trunk import TrunkConfig
 
     page = (ROOT / "docs" / "config.md").read_text()
@@ -48,9 +48,9 @@ def test_every_public_name_is_documented_with_a_docstring():
 
 
 def test_what_plugins_imported_before_the_public_api_still_imports():
+    from mmgan.contract.modality import Modality, ModalityConfig  # noqa: F401
+    from mmgan.data.shards import PackStream, ShardCodec  # noqa: F401
     from mmgan.errors import ConfigError, DataError  # noqa: F401
-    from mmgan.evaluation import EvalContext  # noqa: F401
+    from mmgan.evaluation.scoring import EvalContext  # noqa: F401
     from mmgan.files import atomic_path  # noqa: F401
     from mmgan.losses import LossContext, logits_of  # noqa: F401
-    from mmgan.modality import Modality, ModalityConfig  # noqa: F401
-    from mmgan.shards import PackStream, ShardCodec  # noqa: F401

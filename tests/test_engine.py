@@ -12,7 +12,7 @@ from conftest import read_metrics
 from mmgan import checkpoint
 from mmgan.engine import Trainer
 from mmgan.errors import CheckpointError, ConfigError
-from mmgan.inference import load_generator, sample
+from mmgan.evaluation.inference import load_generator, sample
 
 
 def test_generator_step_leaves_discriminator_gradients_untouched(tiny_config, tmp_path):

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import mmgan
+from mmgan.contract.manager import _new_manager, get_modality
+from mmgan.contract.modality import Modality, ModalityConfig
 from mmgan.errors import PluginError
-from mmgan.evaluation import EvalContext, evaluate
-from mmgan.modality import Modality, ModalityConfig
-from mmgan.plugins import _new_manager, get_modality
+from mmgan.evaluation.scoring import EvalContext, evaluate
 
 
 @dataclass

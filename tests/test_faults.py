@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def mmgan_process(*args: str | Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"),
                                                           os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-c", "from mmgan.cli import main; main()", *map(str, args)],
+    return subprocess.Popen([sys.executable, "-c", "from mmgan.cli.commands import main; main()", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -231,7 +231,7 @@ def test_unexpected_exceptions_are_one_line_unless_verbose(cli_run, tmp_path, mo
     def broken(*args, **kwargs):
         raise RuntimeError("something mmgan did not expect\nsecond line")
 
-    monkeypatch.setattr("mmgan.evaluation.evaluate_run", broken)
+    monkeypatch.setattr("mmgan.evaluation.scoring.evaluate_run", broken)
     assert_one_line_error(cli_run("eval", run, "-n", "10"), "RuntimeError: something mmgan did not expect",
                           "rerun with -v")
     with pytest.raises(RuntimeError, match="did not expect"):
@@ -254,7 +254,7 @@ def test_eval_checks_device_and_output_first_and_never_loses_its_metrics(cli_run
     def read_only(path, report):
         raise StorageError(f"cannot write {path}: Read-only file system; choose a writable location")
 
-    monkeypatch.setattr("mmgan.evaluation.write_report", read_only)
+    monkeypatch.setattr("mmgan.evaluation.scoring.write_report", read_only)
     result = cli_run("eval", run, "-n", "130")
     assert_one_line_error(result, "Read-only file system", "printed above as JSON")
     printed = json.loads(next(line for line in result.output.splitlines() if line.startswith("{")))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from mmgan import hookspecs
-from mmgan.plugins import get_plugin_manager
+from mmgan.contract import hookspecs
+from mmgan.contract.manager import get_plugin_manager
 
 HOOKS = sorted(name for name, fn in vars(hookspecs).items()
                if name.startswith("mmgan_") and inspect.isfunction(fn))
@@ -30,8 +30,8 @@ def test_hook_is_typed_and_says_when_it_is_called(name):
     doc = inspect.getdoc(fn) or ""
     assert re.search(r"\bcalled\b", doc, re.IGNORECASE), f"{name}: docstring must say when it is called"
     hints = typing.get_type_hints(fn, vars(hookspecs) | vars(__import__("mmgan.losses").losses)
-                                  | vars(__import__("mmgan.modality").modality)
-                                  | vars(__import__("mmgan.shards").shards)
+                                  | vars(__import__("mmgan.contract.modality").modality)
+                                  | vars(__import__("mmgan.data.shards").shards)
                                   | vars(__import__("mmgan.evaluation").evaluation))
     params = inspect.signature(fn).parameters
     assert set(params) <= set(hints) and "return" in hints, f"{name}: every argument and the return are typed"

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from conftest import TINY, assert_one_line_error, read_metrics
 
 import mmgan
+from mmgan.contract.manager import get_plugin_manager
 from mmgan.engine import Trainer
 from mmgan.errors import MetricError
-from mmgan.metrics import frechet_distance, kernel_inception_distance
-from mmgan.plugins import get_plugin_manager
+from mmgan.evaluation.distances import frechet_distance, kernel_inception_distance
 from mmgan_image.datasets import ShapesDataset
 from mmgan_image.features import WEIGHTS, classifier_info, features_and_classes
 from mmgan_image.inception import FIDInceptionV3, inception_features, load_fid_inception
@@ -31,7 +31,7 @@ def shapes(n: int, seed: int, size: int = 32) -> tuple[torch.Tensor, torch.Tenso
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from mmgan import config as cfg
-    from mmgan.plugins import get_modality
+    from mmgan.contract.manager import get_modality
 
     out = tmp_path_factory.mktemp("evalrun") / "run"
     config = cfg.resolve(get_modality, plugins=("image",), out=out, steps=2, batch_size=8, overrides=TINY)

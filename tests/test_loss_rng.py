@@ -7,9 +7,9 @@ import torch
 from conftest import read_metrics
 
 import mmgan
+from mmgan.contract.manager import get_plugin_manager
 from mmgan.engine import Trainer
 from mmgan.losses import LossContext
-from mmgan.plugins import get_plugin_manager
 
 
 class NoisyTerm:

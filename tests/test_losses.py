@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
+from mmgan.contract.manager import adversarial_losses, get_adversarial_loss
 from mmgan.errors import PluginError
 from mmgan.losses import HingeLoss, LeastSquaresLoss, NonSaturatingLoss, logits_of
-from mmgan.plugins import adversarial_losses, get_adversarial_loss
 
 
 def test_nonsaturating_matches_the_gan_objective():

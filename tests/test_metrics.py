@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgan import metrics
 from mmgan.errors import MetricError
+from mmgan.evaluation.scoring import distances as metrics
 from mmgan_image import swd
 
 

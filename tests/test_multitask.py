@@ -11,9 +11,9 @@ import torch
 from conftest import SPEECH_TINY, TINY, read_metrics
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
 from mmgan.errors import ConfigError
-from mmgan.plugins import get_modality
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
-from mmgan.plugins import get_modality
-from mmgan.precision import cpu_flags, native_bf16, resolve_precision
+from mmgan.engine.precision import cpu_flags, native_bf16, resolve_precision
 
 CPU = torch.device("cpu")
 NATIVE = {"fpu", "avx512f", "avx512_bf16"}
@@ -63,7 +63,7 @@ def test_a_run_logs_and_uses_the_resolved_precision(tiny_config, tmp_path, monke
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     config = tiny_config(tmp_path / "run", steps=1, extra=("train.mixed_precision=auto",))
     # the toy and image modalities' declarations decide; here: image not declared bf16-safe on this host
-    monkeypatch.setattr("mmgan.precision.native_bf16", lambda device, flags=None: True)
+    monkeypatch.setattr("mmgan.engine.precision.native_bf16", lambda device, flags=None: True)
     monkeypatch.setattr("mmgan.engine.trainer.get_modality",
                         lambda name, pm=None: replace(get_modality(name, pm), bf16=False))
     with caplog.at_level(logging.INFO, logger="mmgan"):

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import TINY_CORE, assert_one_line_error, tiny_args
 from test_distributed import SPEECH_TINY
 
-from mmgan.cli import build_cli
+from mmgan.cli.commands import build_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 IN_CI = os.environ.get("CI") == "true"
@@ -137,7 +137,7 @@ def test_report_mistakes_are_one_line(image_run, tmp_path, cli_run, monkeypatch)
 
 
 def test_report_help_imports_neither_torch_nor_matplotlib():
-    script = ("import sys; from mmgan.cli import build_cli; build_cli().main(['report', '--help'], "
+    script = ("import sys; from mmgan.cli.commands import build_cli; build_cli().main(['report', '--help'], "
               "standalone_mode=False); print(sorted(m for m in ('torch', 'matplotlib', 'jinja2') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "MMGAN_PLUGINS": "image,speech"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)

@@ -12,9 +12,9 @@ import torch
 from conftest import assert_one_line_error, read_metrics, tiny_args
 from torch.utils.data import DataLoader
 
+from mmgan.data.shards import ShardStream, is_shard_source, open_shards, pack
 from mmgan.engine import Trainer
 from mmgan.errors import DataError
-from mmgan.shards import ShardStream, is_shard_source, open_shards, pack
 from mmgan_image.datasets import ShapesDataset
 from mmgan_image.shards import ImageCodec, png_bytes
 from mmgan_speech.audio import write_wav
@@ -283,8 +283,8 @@ def test_cli_packs_an_ljspeech_folder_in_metadata_order_skipping_unreadable_clip
 
 
 def test_evaluation_reads_real_samples_from_shards(image_shards):
-    from mmgan.evaluation import EvalContext
-    from mmgan.plugins import get_modality
+    from mmgan.contract.manager import get_modality
+    from mmgan.evaluation.scoring import EvalContext
     from mmgan_image.plugin import ImageConfig
 
     ctx = EvalContext(modality=get_modality("image"), config=ImageConfig(), generator=torch.nn.Identity(),

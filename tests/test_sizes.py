@@ -12,11 +12,11 @@ import torch
 from conftest import TINY, assert_one_line_error, tiny_args
 
 from mmgan import config as cfg
-from mmgan import sizes
+from mmgan.config import sizes
+from mmgan.contract.manager import get_modality, get_plugin_manager
 from mmgan.engine import Trainer
 from mmgan.engine.build import training_parts
 from mmgan.errors import ConfigError
-from mmgan.plugins import get_modality, get_plugin_manager
 from mmgan_image.networks import DCGANDiscriminator, DCGANHead
 
 
@@ -25,7 +25,7 @@ def tiny_run_dir(tmp_path_factory) -> Path:
     """One tiny trained image run whose export the tests below copy and edit."""
     from click.testing import CliRunner
 
-    from mmgan.cli import build_cli
+    from mmgan.cli.commands import build_cli
 
     run_dir = tmp_path_factory.mktemp("sizes") / "run"
     result = CliRunner().invoke(build_cli(), ["run", "--plugin", "image", *tiny_args(run_dir, steps=1)],

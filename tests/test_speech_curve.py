@@ -10,8 +10,8 @@ from conftest import SPEECH_TINY, TINY_CORE
 from test_flite_speech import run_script
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
-from mmgan.plugins import get_modality
 
 
 def test_the_curve_joins_evaluations_with_training_minutes_and_griffin_lim(tmp_path: Path) -> None:

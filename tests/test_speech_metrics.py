@@ -11,10 +11,10 @@ import torch
 from conftest import TINY_CORE, assert_one_line_error, read_metrics
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality, get_plugin_manager
 from mmgan.engine import build_generators
 from mmgan.errors import DataError, MetricError
-from mmgan.evaluation import EvalContext, ModalityGenerator, context_for_run, evaluate
-from mmgan.plugins import get_modality, get_plugin_manager
+from mmgan.evaluation.scoring import EvalContext, ModalityGenerator, context_for_run, evaluate
 from mmgan_speech import metrics
 from mmgan_speech.audio import write_wav
 from mmgan_speech.datasets import SpeechLikeDataset
@@ -139,7 +139,7 @@ def test_the_hook_reads_whole_wav_files_and_skips_silent_ones(tiny_vocoder, tmp_
 
 
 def test_the_hook_reads_whole_clips_from_speech_shards(tiny_vocoder, tmp_path):
-    from mmgan.shards import pack
+    from mmgan.data.shards import pack
     from mmgan_speech.shards import SpeechCodec
 
     speech = SpeechLikeDataset(seed=5)

@@ -8,8 +8,8 @@ from conftest import TINY_CORE
 from test_flite_speech import run_script
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
-from mmgan.plugins import get_modality
 
 
 def test_the_diagnostic_scores_a_run_s_phase_and_the_references(tmp_path: Path) -> None:

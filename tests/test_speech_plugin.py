@@ -9,10 +9,10 @@ import torch
 from conftest import SPEECH_TINY, TINY, TINY_CORE, assert_one_line_error, read_metrics
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
 from mmgan.errors import ConfigError
-from mmgan.inference import load_generator
-from mmgan.plugins import get_modality
+from mmgan.evaluation.inference import load_generator
 from mmgan_speech.audio import read_wav, write_wav
 from mmgan_speech.networks import remove_weight_norm
 from mmgan_speech.vocode import read_mel_input, vocode
@@ -264,7 +264,7 @@ def test_a_run_exported_before_the_generator_key_existed_loads_as_melgan(tmp_pat
 
 def test_periodic_evaluation_and_eval_score_the_held_out_eval_data(tmp_path, caplog):
     """<modality>.eval_data: the held-out source periodic evaluation, select_by and `mmgan eval` use."""
-    from mmgan.evaluation import context_for_run
+    from mmgan.evaluation.scoring import context_for_run
 
     held_out = tmp_path / "held_out"
     held_out.mkdir()

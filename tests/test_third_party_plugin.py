@@ -30,13 +30,13 @@ from torch.nn.utils import parametrize
 
 import mmgan
 from mmgan import config as cfg
-from mmgan import hookspecs
-from mmgan import plugins as mmgan_plugins
-from mmgan.cli import cli
+from mmgan.cli.commands import cli
+from mmgan.contract import hookspecs
+from mmgan.contract import manager as mmgan_plugins
+from mmgan.contract.manager import describe_plugins, get_modality, get_plugin_manager, load_entry_points
 from mmgan.engine import Trainer
 from mmgan.errors import ConfigError, DataError
 from mmgan.losses import LossContext
-from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager, load_entry_points
 from mmgan.testing import load_plugin, plugin_registered
 
 if sys.version_info >= (3, 11):
@@ -223,7 +223,7 @@ def test_r1_gamma_is_a_config_section_set_recorded_and_validated(r1: ModuleType,
 
 
 def test_a_config_section_named_like_a_modality_names_both_plugins(ring: ModuleType) -> None:
-    from mmgan.plugins import plugin_config_sections
+    from mmgan.contract.manager import plugin_config_sections
 
     class Clash:
         @mmgan.hookimpl
@@ -265,7 +265,7 @@ FAKE_PLUGIN = '''
 import torch
 
 import mmgan
-from mmgan.modality import Modality, ModalityConfig
+from mmgan.contract.modality import Modality, ModalityConfig
 
 
 @mmgan.hookimpl

@@ -8,8 +8,8 @@ import json
 import pytest
 from conftest import SPEECH_TINY, assert_one_line_error, tiny_args
 
+from mmgan.engine.tracking import check_trackers
 from mmgan.errors import ConfigError
-from mmgan.tracking import check_trackers
 
 
 def events(run):

@@ -61,7 +61,7 @@ def test_a_modality_goes_through_the_first_trunk_depth_blocks_only():
 def test_blocks_no_modality_uses_stay_frozen_and_still_export(tiny_config, tmp_path):
     from mmgan import checkpoint
     from mmgan.engine import Trainer
-    from mmgan.inference import load_generator
+    from mmgan.evaluation.inference import load_generator
 
     run = tmp_path / "run"
     trainer = Trainer(tiny_config(run, steps=3, extra=("trunk.depth=2", "image.trunk_depth=1")), progress=False)
@@ -107,9 +107,9 @@ def test_a_bounded_block_starts_as_the_identity_and_never_outweighs_its_input_mo
 
 def test_a_run_from_before_residual_and_trunk_depth_existed_resumes_as_it_was(tiny_config, tmp_path):
     from mmgan import config as cfg
+    from mmgan.contract.manager import get_modality
     from mmgan.engine import Trainer
-    from mmgan.inference import load_generator
-    from mmgan.plugins import get_modality
+    from mmgan.evaluation.inference import load_generator
 
     run = tmp_path / "old"
     Trainer(tiny_config(run, steps=2, extra=("trunk.residual=plain", "image.trunk_depth=-1")), progress=False).fit()

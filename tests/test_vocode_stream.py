@@ -15,9 +15,9 @@ import torch
 from conftest import TINY_CORE, assert_one_line_error
 
 from mmgan.config import resolve
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
 from mmgan.errors import DataError
-from mmgan.plugins import get_modality
 from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
 from mmgan_speech import vocode as vocode_module
 from mmgan_speech.audio import WavBlocks, read_wav, write_wav
@@ -288,7 +288,7 @@ def test_the_command_streams_a_wav_and_takes_a_precision(vocos_export, tmp_path,
     result = cli_run("vocode", vocos_export, path, "-o", tmp_path / "out.wav", "--chunk-frames", "16")
     assert result.exit_code == 0, result.output
     assert "fp32" in result.output
-    from mmgan.inference import load_generator
+    from mmgan.evaluation.inference import load_generator
 
     generator, _ = load_generator(vocos_export, "speech")
     expected = vocode(generator, mel_spectrogram_long(torch.from_numpy(read_wav(path))), chunk_frames=10_000)

@@ -12,9 +12,9 @@ import torch
 from conftest import TINY_CORE, assert_one_line_error, read_metrics
 
 from mmgan.config import legacy_modality_values, section_from_dict
-from mmgan.inference import load_generator
+from mmgan.config.sizes import build_on_meta
+from mmgan.evaluation.inference import load_generator
 from mmgan.losses import HingeLoss, logits_of
-from mmgan.sizes import build_on_meta
 from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
 from mmgan_speech.audio import read_wav, write_wav
 from mmgan_speech.discriminators import (
@@ -198,7 +198,7 @@ def test_vocos_generator_goes_through_the_trunk_and_builds_on_meta():
     assert fake.shape == (2, 1, 9 * HOP)
     fake.square().mean().backward()
     assert all(p.grad is not None for p in generator.trunk.blocks.parameters())
-    # mmgan.sizes builds networks on the meta device: windows made with torch ops build there too
+    # mmgan.config.sizes builds networks on the meta device: windows made with torch ops build there too
     on_meta = build_on_meta(lambda: (plugin.build_generator(config, 512), plugin.build_discriminator(config)))
     assert on_meta is not None
     assert on_meta[0][1].istft.window.is_meta and on_meta[1].discriminators["mrd"].discriminators[0].window.is_meta
@@ -267,7 +267,7 @@ def test_each_generator_gets_its_own_discriminator_unless_one_is_named():
 def vocos_run(tmp_path_factory):
     from click.testing import CliRunner
 
-    from mmgan.cli import build_cli
+    from mmgan.cli.commands import build_cli
 
     run = tmp_path_factory.mktemp("vocos") / "run"
     result = CliRunner().invoke(build_cli(), vocos_args(run, extra=["train.sample_every=3", "speech.stft_weight=1"]),

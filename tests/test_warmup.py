@@ -10,9 +10,9 @@ import torch
 from conftest import SPEECH_TINY, TINY_CORE, assert_one_line_error, read_metrics, tiny_args
 
 from mmgan import config as cfg
+from mmgan.config.schedule import multiplier
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
-from mmgan.plugins import get_modality
-from mmgan.schedule import multiplier
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -68,7 +68,7 @@ def section_table(cls: type) -> str:
 
 def config_reference() -> str:
     from mmgan.config import RunSection, TrainConfig
-    from mmgan.plugins import get_modality
+    from mmgan.contract.manager import get_modality
     from mmgan.trunk import TrunkConfig
 
     parts = [
@@ -131,7 +131,7 @@ def api_reference() -> str:
              "What a plugin, a command or a metric may import: `from mmgan.api import NAME`. Generated from",
              "the objects by `python tools/docs.py` (a test fails when a public name is missing here or has no",
              "docstring). Everything not listed is internal and may change without notice; modules that",
-             "plugins imported before this list existed (`mmgan.modality`, `mmgan.losses`, `mmgan.errors`,",
+             "plugins imported before this list existed (`mmgan.contract.modality`, `mmgan.losses`, `mmgan.errors`,",
              "...) keep their names.", "",
              f"Contract version: **{api.CONTRACT_VERSION}** (`mmgan.api.CONTRACT_VERSION`). Each hookspec in",
              "[hooks.md](hooks.md) says in which version it was added; the contract changes additively.", ""]
@@ -154,14 +154,14 @@ def api_reference() -> str:
 def _command_help(args: list[str]) -> str:
     from click.testing import CliRunner
 
-    from mmgan.cli import build_cli
+    from mmgan.cli.commands import build_cli
 
     result = CliRunner().invoke(build_cli(), [*args, "--help"], terminal_width=100)
     return result.output.rstrip()
 
 
 def cli_reference() -> str:
-    from mmgan.cli import build_cli
+    from mmgan.cli.commands import build_cli
 
     cli = build_cli()
     parts = ["# Command-line reference", "",

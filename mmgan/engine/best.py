@@ -10,8 +10,8 @@ from typing import Any
 import pluggy
 
 from mmgan.config import RunConfig
+from mmgan.contract.manager import metric_goals
 from mmgan.errors import ConfigError
-from mmgan.plugins import metric_goals
 
 log = logging.getLogger("mmgan")
 

@@ -18,13 +18,13 @@ from torch.utils.data import DataLoader
 
 from mmgan import checkpoint
 from mmgan.config import RunConfig, TrainConfig, legacy_trunk_values
-from mmgan.data import EpochSampler, endless_batches, open_training_data
-from mmgan.distributed import LONG_WAIT
+from mmgan.config.sizes import Footprint, Part, build_on_meta, check_memory, footprint, size_settings
+from mmgan.contract.modality import Modality, ModalityConfig
+from mmgan.data.loading import EpochSampler, endless_batches, open_training_data
+from mmgan.data.shards import ShardStream
+from mmgan.engine.distributed import LONG_WAIT
+from mmgan.engine.precision import resolve_precision
 from mmgan.errors import CheckpointError, ConfigError, DataError, PluginError
-from mmgan.modality import Modality, ModalityConfig
-from mmgan.precision import resolve_precision
-from mmgan.shards import ShardStream
-from mmgan.sizes import Footprint, Part, build_on_meta, check_memory, footprint, size_settings
 from mmgan.trunk import DiscriminatorSet, GeneratorSet, LatentTrunk, TrunkConfig
 
 log = logging.getLogger("mmgan")
@@ -33,7 +33,7 @@ log = logging.getLogger("mmgan")
 def new_accelerator(train: TrainConfig, modalities: Sequence[Modality] = (),
                     run_dir: Path | None = None) -> Accelerator:
     """The run's Accelerator, with its precision resolved from ``train.mixed_precision``
-    (``mmgan.precision``: ``auto`` picks bf16 where it is native and ``modalities`` allow it) and its
+    (``mmgan.engine.precision``: ``auto`` picks bf16 where it is native and ``modalities`` allow it) and its
     trackers (``train.log_with``) writing under ``run_dir/trackers``."""
     if AcceleratorState._shared_state:
         # Accelerate keeps one state per process and refuses a second Accelerator with another
@@ -41,7 +41,7 @@ def new_accelerator(train: TrainConfig, modalities: Sequence[Modality] = (),
         # it. The process group (PartialState) is kept.
         AcceleratorState._reset_state(reset_partial_state=False)
     # start-up (rendezvous, DDP's first broadcast, loading a checkpoint) may take long: an hour. The training
-    # loop shortens it and brackets rank 0's own work (mmgan.distributed.RankWatch, rank0_work)
+    # loop shortens it and brackets rank 0's own work (mmgan.engine.distributed.RankWatch, rank0_work)
     handlers = [InitProcessGroupKwargs(timeout=LONG_WAIT)]
     precision, why = resolve_precision(train.mixed_precision, modalities, likely_device())
     project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers")) if run_dir else None
@@ -113,7 +113,7 @@ def run_device() -> torch.device:
 
 def training_parts(pm: pluggy.PluginManager, config: RunConfig, on_host: bool = False) -> list[Part] | None:
     """What training will hold of the trunk and of each modality's stem, head and discriminator: weights,
-    gradients and Adam's moments, and the EMA generator's weights (``mmgan.sizes``); with ``on_host``, the
+    gradients and Adam's moments, and the EMA generator's weights (``mmgan.config.sizes``); with ``on_host``, the
     weights of G, D and the EMA generator alone, as the host holds them before they move to an accelerator.
     Counted on networks built on the meta device; None where they cannot be built there."""
     built = build_on_meta(lambda: (_generators(pm, config), build_discriminators(pm, config)))

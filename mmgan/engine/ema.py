@@ -77,7 +77,7 @@ def recalibrate_batchnorm(generate: Callable[[torch.Tensor], object], layers: li
     live generator describe the live weights' activations, not the average's. This forgets them and
     runs ``generate`` on ``inputs`` with the layers in training mode and a cumulative average
     (``momentum=None``), so each ends with the mean and variance of its activations over all the
-    batches (with :class:`mmgan.distributed.SyncBatchNorm`, over every process's batches: every
+    batches (with :class:`mmgan.engine.distributed.SyncBatchNorm`, over every process's batches: every
     process must call this with the same number of batches). Returns the number of batches run.
     """
     if not layers:

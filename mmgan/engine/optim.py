@@ -6,7 +6,7 @@ unchanged. With a schedule (``<modality>.lr_schedule`` or ``lr_warmup``), or a m
 steps, learning rates or betas (``<modality>.steps``, ``lr_g``, ``lr_d``, ``beta1``, ``beta2``: a run of
 several modalities has them), every modality's stem and head, its trunk FiLM and gates, and its
 discriminator get groups of their own, with its learning rates and betas, tagged for
-``mmgan.schedule.apply``; the shared trunk keeps ``train.lr_g * trunk.lr_scale`` and ``[train]``'s
+``mmgan.config.schedule.apply``; the shared trunk keeps ``train.lr_g * trunk.lr_scale`` and ``[train]``'s
 betas. In a run of several modalities, a trunk block that one modality alone goes through
 (``trunk.exclusive_blocks = "owner"``) is in that modality's group instead, at its ``lr_g x
 trunk.lr_scale`` and betas, on its schedule: a modality's private blocks train as in a run of it alone.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from mmgan.config import RunConfig, has_own_optimisation, own_value
-from mmgan.schedule import GROUP_KEY, scheduled
+from mmgan.config.schedule import GROUP_KEY, scheduled
 from mmgan.trunk import DiscriminatorSet, GeneratorSet, block_users
 
 

@@ -109,7 +109,7 @@ class RunOutputs:
         """The plugins' metrics of the EMA generators of ``names`` (every modality by default; rank 0),
         logged as ``<modality>/eval/<metric>``."""
         from mmgan.errors import MMGANError
-        from mmgan.evaluation import EvalContext, ModalityGenerator, evaluate
+        from mmgan.evaluation.scoring import EvalContext, ModalityGenerator, evaluate
 
         if not self.accelerator.is_main_process:
             return {}

@@ -15,11 +15,11 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from mmgan import schedule
+from mmgan.config import schedule
+from mmgan.contract.modality import Modality
 from mmgan.engine import conflict
 from mmgan.errors import ConfigError, PluginError
 from mmgan.losses import AdversarialLoss, DiscriminatorInactive, LossContext
-from mmgan.modality import Modality
 
 
 @dataclass

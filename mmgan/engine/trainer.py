@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from mmgan import checkpoint
 from mmgan.config import RunConfig, own_value, validate
-from mmgan.distributed import RankWatch, convert_sync_batchnorm, end_training, rank0_work
+from mmgan.contract.manager import describe_plugins, get_adversarial_loss, get_modality, get_plugin_manager
 from mmgan.engine.best import BestExports
 from mmgan.engine.build import (
     TrainingData,
@@ -29,6 +29,7 @@ from mmgan.engine.build import (
     load_trunk,
     new_accelerator,
 )
+from mmgan.engine.distributed import RankWatch, convert_sync_batchnorm, end_training, rank0_work
 from mmgan.engine.ema import ema_groups, update_ema_groups
 from mmgan.engine.optim import discriminator_optimizer, exclusive_block_owners, generator_optimizer, per_modality_groups
 from mmgan.engine.outputs import RunOutputs
@@ -36,8 +37,7 @@ from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, mean_over_processes, train_step
 from mmgan.engine.stop import Stopped, StopRequests, stop_requests
-from mmgan.plugins import describe_plugins, get_adversarial_loss, get_modality, get_plugin_manager
-from mmgan.tracking import RunFacts, Trackers
+from mmgan.engine.tracking import RunFacts, Trackers
 
 log = logging.getLogger("mmgan")
 

@@ -41,7 +41,7 @@ def write_report(runs: Sequence[str | Path], out: str | Path | None = None,
                  pm: pluggy.PluginManager | None = None) -> Path:
     """Write the report of ``runs`` (one run, or several compared) to ``out`` (default ``RUN/report``
     for one run); returns the path of its index.html."""
-    from mmgan.plugins import get_plugin_manager
+    from mmgan.contract.manager import get_plugin_manager
     from mmgan.report.render import render_report
 
     if not runs:

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mmgan.config_values import read_toml
+from mmgan.config.values import read_toml
 from mmgan.errors import ConfigError, MMGANError
 
 UNKNOWN = "unknown"

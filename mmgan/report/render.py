@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pluggy
 
 from mmgan import __version__
-from mmgan.config_values import section_from_dict
+from mmgan.config.values import section_from_dict
 from mmgan.errors import MMGANError
 from mmgan.report.data import UNKNOWN, RunData, config_differences, format_value
 from mmgan.report.plots import Plot, draw_curves
@@ -67,7 +67,7 @@ class SectionView:
 def modality_config(name: str, values: dict[str, Any] | None, pm: pluggy.PluginManager) -> Any:
     """The modality's config dataclass from the run's ``[name]`` section, or None (not installed, or a
     section this version cannot read)."""
-    from mmgan.plugins import get_modality
+    from mmgan.contract.manager import get_modality
 
     try:
         return section_from_dict(get_modality(name, pm).config_class, values or {}, f"[{name}]")

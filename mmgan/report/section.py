@@ -142,10 +142,10 @@ class ReportContext:
 
         import torch
 
-        from mmgan.data import open_training_data
+        from mmgan.contract.manager import get_plugin_manager
+        from mmgan.data.loading import open_training_data
+        from mmgan.data.shards import ShardStream
         from mmgan.errors import MMGANError
-        from mmgan.plugins import get_plugin_manager
-        from mmgan.shards import ShardStream
 
         if self.config is None:
             return None

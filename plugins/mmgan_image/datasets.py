@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from mmgan.data import check_int
+from mmgan.data.loading import check_int
 from mmgan.errors import DataError
 
 log = logging.getLogger("mmgan")

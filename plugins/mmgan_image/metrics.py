@@ -9,13 +9,13 @@ from collections import OrderedDict
 import torch
 
 from mmgan.errors import MetricError
-from mmgan.evaluation import EvalContext
-from mmgan.metrics import (
+from mmgan.evaluation.distances import (
     check_enough_samples,
     frechet_distance,
     kernel_inception_distance,
     precision_recall,
 )
+from mmgan.evaluation.scoring import EvalContext
 from mmgan_image.datasets import CLASS_NAMES
 from mmgan_image.features import FEATURE_DIM, features_and_classes
 from mmgan_image.inception import FID_FEATURE_DIM, FIDInceptionV3, inception_features, load_fid_inception

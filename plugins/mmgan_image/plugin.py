@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mmgan.contract.modality import Modality, ModalityConfig
+from mmgan.contract.plugin import ModalityPlugin, hookimpl
 from mmgan.errors import DataError
-from mmgan.modality import Modality, ModalityConfig
-from mmgan.modality_plugin import ModalityPlugin, hookimpl
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from mmgan.evaluation import EvalContext
+    from mmgan.evaluation.scoring import EvalContext
     from mmgan.losses import LossContext
     from mmgan.report.section import ReportContext, ReportSection
     from mmgan_image.shards import ImageCodec
@@ -62,7 +62,7 @@ class ImageConfig(ModalityConfig):
     def validate(self) -> None:
         if self.image_size not in (32, 64):
             raise ValueError(f"image_size must be 32 or 64, got {self.image_size}")
-        # generous ranges that only stop sizes no network could be built from; mmgan.sizes checks the memory
+        # generous ranges that only stop sizes no network could be built from; mmgan.config.sizes checks the memory
         for name, high in (("nz", 16384), ("ngf", 4096), ("ndf", 4096)):
             if not 1 <= getattr(self, name) <= high:
                 raise ValueError(f"{name} must be between 1 and {high}, got {getattr(self, name)}")

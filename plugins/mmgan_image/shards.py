@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mmgan.data.shards import PackStream, ShardCodec
 from mmgan.errors import DataError
-from mmgan.shards import PackStream, ShardCodec
 from mmgan_image.datasets import ShapesDataset, load_image, open_image_source
 
 log = logging.getLogger("mmgan")

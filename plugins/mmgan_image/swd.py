@@ -1,6 +1,6 @@
 """The sliced Wasserstein distance on 7x7 patches of a Laplacian pyramid (Karras et al. 2018): the image
 plugin's SWD metric, on image batches ``(N, C, H, W)`` of any channel count; the distance between the
-patch sets is core's ``mmgan.metrics.sliced_wasserstein``."""
+patch sets is core's ``mmgan.evaluation.distances.sliced_wasserstein``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgan.errors import MetricError
-from mmgan.metrics import sliced_wasserstein
+from mmgan.evaluation.distances import sliced_wasserstein
 
 _GAUSS = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 

@@ -51,8 +51,8 @@ def register_vocode_command(cli: click.Group) -> None:
         """Waveform from INPUT (a .wav: copy synthesis; a .npy log-mel (80, frames)) with RUN's vocoder."""
         import torch
 
+        from mmgan.evaluation.inference import load_generator, pick_modality
         from mmgan.files import check_writable
-        from mmgan.inference import load_generator, pick_modality
         from mmgan_speech.audio import write_wav_stream
         from mmgan_speech.mel import MelConfig
         from mmgan_speech.networks import remove_weight_norm

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmgan.data import check_int
+from mmgan.data.loading import check_int
 from mmgan.errors import DataError
 from mmgan_speech.audio import is_silent, read_wav
 from mmgan_speech.speech_like import PEAK, SpeechLikeDataset, _check_segment

@@ -44,8 +44,8 @@ import scipy.signal
 import torch
 import webdataset as wds
 
+from mmgan.data.shards import is_shard_source, open_shards
 from mmgan.errors import DataError, MetricError
-from mmgan.shards import is_shard_source, open_shards
 from mmgan_speech.audio import is_silent, peak_normalize, read_wav, read_wav_bytes
 from mmgan_speech.datasets import PEAK, SpeechLikeDataset, find_wav_files
 from mmgan_speech.losses import STFT_RESOLUTIONS, multi_resolution_stft

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 import mmgan
+from mmgan.contract.modality import Modality, ModalityConfig
+from mmgan.contract.plugin import ModalityPlugin
 from mmgan.errors import ConfigError
-from mmgan.modality import Modality, ModalityConfig
-from mmgan.modality_plugin import ModalityPlugin
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from mmgan.evaluation import EvalContext
+    from mmgan.evaluation.scoring import EvalContext
     from mmgan.losses import LossContext
     from mmgan.report.section import ReportContext, ReportSection
     from mmgan_speech.shards import SpeechCodec
@@ -140,7 +140,7 @@ class SpeechConfig(ModalityConfig):
         if not 4 * MEL.hop_length <= self.segment_length <= 2**20 or self.segment_length % MEL.hop_length:
             raise ValueError(f"segment_length must be a multiple of {MEL.hop_length} between "
                              f"{4 * MEL.hop_length} and {2**20}, got {self.segment_length}")
-        # generous ranges that only stop sizes no network could be built from; mmgan.sizes checks the memory
+        # generous ranges that only stop sizes no network could be built from; mmgan.config.sizes checks the memory
         for name, high in (("ngf", 1024), ("ndf", 1024), ("disc_channels", 16384)):
             if not 1 <= getattr(self, name) <= high:
                 raise ValueError(f"{name} must be between 1 and {high}, got {getattr(self, name)}")

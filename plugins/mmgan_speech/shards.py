@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmgan.data.shards import PackStream, ShardCodec
 from mmgan.errors import DataError
-from mmgan.shards import PackStream, ShardCodec
 from mmgan_speech.audio import read_wav_bytes, wav_bytes
 from mmgan_speech.datasets import SpeechLikeDataset, WavFolderDataset, open_speech_source
 

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.signal
 import torch
 
-from mmgan.data import check_int
+from mmgan.data.loading import check_int
 
 PEAK = 0.95  # peak level of every item and clip, HiFi-GAN's ``normalize(audio) * 0.95``
 _HOP = 256  # the mel hop: segments must be whole frames so frames * hop == samples

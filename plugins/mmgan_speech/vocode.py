@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mmgan.engine.precision import native_bf16
 from mmgan.errors import DataError
-from mmgan.precision import native_bf16
 from mmgan.trunk import GeneratorSet, TrunkBlock
 from mmgan_speech.audio import WavBlocks
 from mmgan_speech.mel import MelConfig, _cached_basis, _log_mel_of_padded

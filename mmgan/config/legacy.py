@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mmgan.modality import Modality
+    from mmgan.contract.modality import Modality
 
 # What a run or an export written before a modality key existed meant by its absence, where that key's
 # default (in a plugin's config class) may differ: such runs resume and load as they were trained.

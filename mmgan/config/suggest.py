@@ -8,10 +8,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mmgan.modality import Modality
+from mmgan.contract.modality import Modality
 
 if TYPE_CHECKING:
-    from mmgan.config import RunConfig
+    from mmgan.config.resolve import RunConfig
 
 log = logging.getLogger("mmgan")
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmgan.config_legacy import (  # noqa: F401  (re-exported: mmgan.config's names before the split)
+from mmgan.config.legacy import (  # noqa: F401  (re-exported: mmgan.config's names before the split)
     LEGACY_MODALITY_VALUES,
     LEGACY_TRUNK_VALUES,
     legacy_modality_values,
     legacy_trunk_values,
 )
-from mmgan.config_suggest import (  # noqa: F401  (re-exported: mmgan.config's names since issue 14)
+from mmgan.config.schedule import check_schedule
+from mmgan.config.suggest import (  # noqa: F401  (re-exported: mmgan.config's names since issue 14)
     LARGEST_WINS,
     OWN_KEYS,
     UNSET,
@@ -32,7 +33,8 @@ from mmgan.config_suggest import (  # noqa: F401  (re-exported: mmgan.config's n
     own_value,
     suggested_values,
 )
-from mmgan.config_values import (  # noqa: F401 - section_from_dict and read_toml are imported from here
+from mmgan.config.trunk import TrunkConfig
+from mmgan.config.values import (  # noqa: F401 - section_from_dict and read_toml are imported from here
     coerce,
     field_types,
     parse_assignment,
@@ -41,10 +43,8 @@ from mmgan.config_values import (  # noqa: F401 - section_from_dict and read_tom
     toml_value,
     validate_section,
 )
+from mmgan.contract.modality import Modality, ModalityConfig
 from mmgan.errors import CheckpointError, ConfigError
-from mmgan.modality import Modality, ModalityConfig
-from mmgan.schedule import check_schedule
-from mmgan.trunk import TrunkConfig
 
 log = logging.getLogger("mmgan")
 
@@ -243,7 +243,7 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"train.{name} must be in [0, 1), got {getattr(t, name)}")
     if t.mixed_precision not in ("auto", "", "no", "bf16", "fp16"):
         raise ConfigError(f"train.mixed_precision must be auto, no, bf16 or fp16, got {t.mixed_precision!r}")
-    from mmgan.tracking import check_trackers
+    from mmgan.config.trackers import check_trackers
 
     check_trackers(t.log_with)
     if t.ema_rampup < 0:
@@ -352,7 +352,7 @@ def resolve(
     if not names:
         raise ConfigError("no modality to train: pass --plugin NAME (see `mmgan plugins`)")
     if plugin_sections is None:
-        from mmgan.plugins import plugin_config_sections
+        from mmgan.contract.manager import plugin_config_sections
 
         plugin_sections = plugin_config_sections()
     mods = [lookup(name) for name in names]

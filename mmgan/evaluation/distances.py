@@ -203,7 +203,7 @@ def __getattr__(name: str) -> object:
     if name in _MOVED_TO_IMAGE:
         import importlib
 
-        warnings.warn(f"mmgan.metrics.{name} moved to the image plugin: import it from mmgan_image.swd",
+        warnings.warn(f"mmgan.evaluation.distances.{name} moved to the image plugin: import it from mmgan_image.swd",
                       DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module("mmgan_image.swd"), name)
-    raise AttributeError(f"module 'mmgan.metrics' has no attribute {name!r}")
+    raise AttributeError(f"module 'mmgan.evaluation.distances' has no attribute {name!r}")

@@ -21,9 +21,9 @@ import pluggy
 import torch
 from torch import nn
 
+from mmgan.contract.modality import Modality
 from mmgan.errors import MetricError, PluginError
 from mmgan.files import atomic_path
-from mmgan.modality import Modality
 
 # offsets keep the real-sample choice and the generator noise independent streams of one seed
 _NOISE_SEED_OFFSET = 1_000_003
@@ -68,8 +68,8 @@ class EvalContext:
 
     def real_dataset(self) -> torch.utils.data.Dataset:
         """The real-data source opened with ``seed``: the plugin's dataset, or a stream of WebDataset shards."""
-        from mmgan.data import open_training_data
-        from mmgan.plugins import get_plugin_manager
+        from mmgan.contract.manager import get_plugin_manager
+        from mmgan.data.loading import open_training_data
 
         pm = self.pm or get_plugin_manager()
         config = self.config
@@ -123,7 +123,7 @@ def evaluate(ctx: EvalContext, pm: pluggy.PluginManager | None = None) -> dict[s
 
     A metric name returned by two plugins is a PluginError.
     """
-    from mmgan.plugins import get_plugin_manager
+    from mmgan.contract.manager import get_plugin_manager
 
     pm = pm or ctx.pm or get_plugin_manager()
     merged: dict[str, float] = {}
@@ -145,8 +145,8 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
     evaluated at while training (``<modality>.eval_samples``, ``train.eval_samples``): a run of one
     modality and a run of several are scored on the same number of samples. The generator is the run's
     best export (``<modality>.select_by``) if it kept one and ``last`` is false."""
-    from mmgan.inference import load_generator, pick_modality
-    from mmgan.plugins import get_modality, get_plugin_manager
+    from mmgan.contract.manager import get_modality, get_plugin_manager
+    from mmgan.evaluation.inference import load_generator, pick_modality
 
     pm = pm or get_plugin_manager()
     name = pick_modality(Path(run_dir), modality)

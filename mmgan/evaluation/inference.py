@@ -10,10 +10,10 @@ import torch
 
 from mmgan.checkpoint import export_dir_of, exported_modalities, read_export
 from mmgan.config import legacy_modality_values, legacy_trunk_values, section_from_dict
+from mmgan.config.sizes import Part, build_on_meta, check_memory, footprint, host_memory, human_bytes, size_settings
+from mmgan.contract.manager import get_modality, get_plugin_manager
+from mmgan.contract.modality import ModalityConfig
 from mmgan.errors import CheckpointError, ConfigError
-from mmgan.modality import ModalityConfig
-from mmgan.plugins import get_modality, get_plugin_manager
-from mmgan.sizes import Part, build_on_meta, check_memory, footprint, host_memory, human_bytes, size_settings
 from mmgan.trunk import GeneratorSet, LatentTrunk, TrunkConfig
 
 

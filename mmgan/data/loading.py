@@ -10,8 +10,8 @@ import pluggy
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mmgan.data.shards import ShardStream, is_shard_source, open_shard_stream, open_shards
 from mmgan.errors import DataError
-from mmgan.shards import ShardStream, is_shard_source, open_shard_stream, open_shards
 
 
 def check_int(name: str, value: object, minimum: int) -> int:

@@ -11,10 +11,10 @@ from functools import cache
 
 import pluggy
 
-from mmgan import hookspecs
+from mmgan.contract import hookspecs
+from mmgan.contract.modality import Modality
 from mmgan.errors import PluginError
 from mmgan.losses import AdversarialLoss
-from mmgan.modality import Modality
 
 log = logging.getLogger("mmgan")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from mmgan import config as cfg
+from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
 from mmgan.losses import logits_of
-from mmgan.plugins import get_modality
 
 
 @dataclass

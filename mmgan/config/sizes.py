@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from mmgan.config_values import field_types
+from mmgan.config.values import field_types
 from mmgan.errors import ConfigError, MMGANError
 
 log = logging.getLogger("mmgan")

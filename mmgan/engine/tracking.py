@@ -7,7 +7,6 @@ object where Accelerate has no call for it (audio). The tracker packages are opt
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import platform
@@ -20,26 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from mmgan.errors import ConfigError, MMGANError
+from mmgan.config.trackers import EXTRAS, TRACKERS, check_trackers  # noqa: F401 (re-exported)
+from mmgan.errors import MMGANError
 from mmgan.files import atomic_path
 
 log = logging.getLogger("mmgan")
 
-# Accelerate's tracker names -> the package each needs (and mmgan's extra, where it has one)
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
-            "aim": "aim", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab", "trackio": "trackio"}
-EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb"}
 RUN_FACTS = "run.json"
-
-
-def check_trackers(names: Sequence[str]) -> None:
-    """Each of ``names`` a tracker Accelerate knows, with its package installed; else a one-line error."""
-    for name in names:
-        if name not in TRACKERS:
-            raise ConfigError(f"train.log_with: unknown tracker {name!r}; valid: {', '.join(TRACKERS)}")
-        if importlib.util.find_spec(TRACKERS[name]) is None:
-            how = f"pip install 'mmgan[{EXTRAS[name]}]'" if name in EXTRAS else f"pip install {TRACKERS[name]}"
-            raise ConfigError(f"train.log_with: the {name} tracker needs the {TRACKERS[name]} package: {how}")
 
 
 def flat_config(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mmgan.modality import Modality
+from mmgan.contract.modality import Modality
 
 SETTINGS = ("auto", "no", "bf16", "fp16", "")
 # /proc/cpuinfo flags of CPUs that compute bf16 dot products in hardware (x86 and Arm)

@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from mmgan import __version__
+from mmgan.contract.manager import describe_plugins, get_modality, get_plugin_manager
 from mmgan.errors import MMGANError, PluginError, first_line
-from mmgan.plugins import describe_plugins, get_modality, get_plugin_manager
 
 
 class MMGANGroup(click.Group):
@@ -104,8 +104,7 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
     second Ctrl-C stops at once, keeping the previous checkpoint.
     """
     from mmgan import config as cfg
-    from mmgan import distributed
-    from mmgan.engine import Trainer
+    from mmgan.engine import Trainer, distributed
     from mmgan.engine.rundir import RunDirectory
     from mmgan.engine.stop import Stopped
     from mmgan.errors import StorageError
@@ -175,8 +174,8 @@ def plugins(as_json: bool) -> None:
 def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: int, last: bool) -> None:
     """Sample from a run's exported EMA generator, its best one if it kept one (safetensors; nothing is
     unpickled)."""
+    from mmgan.evaluation.inference import load_generator, pick_modality, sample
     from mmgan.files import check_writable
-    from mmgan.inference import load_generator, pick_modality, sample
 
     if num < 1:
         raise click.ClickException(f"-n must be positive, got {num}")
@@ -213,7 +212,7 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
          overrides: tuple[str, ...], no_progress: bool) -> None:
     """Write SOURCE (builtin:NAME, a folder, LJSpeech) as tar shards plus manifest.json in the new folder OUT."""
     from mmgan import config as cfg
-    from mmgan.shards import pack as pack_shards
+    from mmgan.data.shards import pack as pack_shards
 
     for text in overrides:
         if not text.startswith(f"{modality}."):
@@ -243,9 +242,9 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
 def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
                  device: str | None, out: Path | None, last: bool, **plugin_options: Any) -> None:
     """Measure a run's exported generator against real samples; no download (docs/metrics.md)."""
-    from mmgan.devices import resolve_device
+    from mmgan.engine.devices import resolve_device
     from mmgan.errors import StorageError
-    from mmgan.evaluation import evaluate_run, format_table, write_report
+    from mmgan.evaluation.scoring import evaluate_run, format_table, write_report
     from mmgan.files import check_writable
 
     # options the plugins added (mmgan_command_options), for their mmgan_evaluate hooks
@@ -285,7 +284,7 @@ def report(runs: tuple[Path, ...], out: Path | None) -> None:
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Batch size of the checks.")
 def check_plugin_command(modality: str, overrides: tuple[str, ...], steps: int, batch_size: int) -> None:
     """Check a modality's plugin: shapes, samples, gradients, and a few steps of training."""
-    from mmgan.check import check_plugin
+    from mmgan.cli.check_plugin import check_plugin
 
     if steps < 2:
         raise click.ClickException(f"--steps must be at least 2, got {steps}")
@@ -303,7 +302,7 @@ def check_plugin_command(modality: str, overrides: tuple[str, ...], steps: int, 
               help="Directory in which the package directory mmgan-NAME is created.")
 def new_plugin(name: str, modality: bool, parent: Path) -> None:
     """Write a pip-installable plugin package: entry point, skeleton, README and a passing test."""
-    from mmgan.scaffold import write_plugin
+    from mmgan.cli.scaffold import write_plugin
 
     root = write_plugin(name, parent, modality=modality)
     click.echo(f"wrote {root}; next: pip install -e '{root}[test]' && python -m pytest -q {root}")

@@ -1,0 +1,8 @@
+"""Real data for training and evaluation: sources opened through their modality (``loading``) and
+WebDataset shards (``shards``: the manifest, splitting by rank and worker, resampling, skipping bad members)."""
+
+from __future__ import annotations
+
+from mmgan.data.loading import EpochSampler, check_int, endless_batches, open_source, open_training_data
+
+__all__ = ["EpochSampler", "check_int", "endless_batches", "open_source", "open_training_data"]
