@@ -15,9 +15,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mmgan import __version__
+from mmgan.contract.callbacks import TrainingCallback
+from mmgan.contract.contexts import ModalityName
 from mmgan.contract.hookspecs import hookimpl, hookspec
-from mmgan.contract.manager import get_modality, get_plugin_manager, metric_goals
-from mmgan.contract.modality import Modality, ModalityConfig
+from mmgan.contract.manager import get_modality, get_modality_object, get_plugin_manager, metric_goals
+from mmgan.contract.modality import Modality, ModalityConfig, engine_default
 from mmgan.contract.plugin import ModalityPlugin
 from mmgan.errors import CheckpointError, ConfigError, DataError, MetricError, MMGANError, PluginError, StorageError
 from mmgan.files import atomic_path, writing
@@ -70,16 +72,22 @@ def __dir__() -> list[str]:
 # mmgan_report_section with ReportContext, ReportSection, ReportGroup and ReportItem. 4: Modality.trunk_defaults
 # and Modality.legacy_values; --init-trunk takes a trunk of another depth (the blocks both have). 5: a head
 # with takes_input = True is called head(tokens, input) (the generator's input around the trunk). 6: a stem or
-# head with at_training_step(step) hears each training step before the trained generator's forward.
-CONTRACT_VERSION = 6
+# head with at_training_step(step) hears each training step before the trained generator's forward. 7: the
+# modality object is the contract (ModalityPlugin's methods are called directly; register(obj)); nine hooks
+# (mmgan_loss_terms replaces the two loss-term hooks, its CLI has cli.add_option,
+# mmgan_register_callbacks with TrainingCallback); the per-modality hooks move to legacy_hookspecs (kept until
+# 1.0); ctx.modality is a ModalityName in every context; metric values may be mappings (verdicts);
+# engine_default for a modality's default of an engine field.
+CONTRACT_VERSION = 7
 
 __all__ = [
     "CONTRACT_VERSION", "__version__", "AdversarialLoss", "atomic_path", "check_int", "CheckpointError",
-    "ConfigError", "context_for_run", "DataError", "DiscriminatorInactive", "EvalContext", "evaluate",
-    "evaluate_run", "feature_statistics", "frechet_distance", "frechet_distance_from_statistics", "get_modality",
-    "get_plugin_manager", "hookimpl", "hookspec", "kernel_inception_distance", "load_generator", "load_plugin",
-    "logits_of", "LossContext", "metric_goals", "MetricError", "MMGANError", "Modality", "ModalityConfig",
-    "ModalityPlugin", "PackStream", "pick_modality", "plugin_registered", "PluginError", "precision_recall",
-    "r1_penalty", "ReportContext", "ReportGroup", "ReportItem", "ReportSection", "sample", "ShardCodec",
-    "sliced_wasserstein", "StorageError", "tiny_run", "writing",
+    "ConfigError", "context_for_run", "DataError", "DiscriminatorInactive", "engine_default", "EvalContext",
+    "evaluate", "evaluate_run", "feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
+    "get_modality", "get_modality_object", "get_plugin_manager", "hookimpl", "hookspec", "kernel_inception_distance",
+    "load_generator", "load_plugin", "logits_of", "LossContext", "metric_goals", "MetricError", "MMGANError",
+    "Modality", "ModalityConfig", "ModalityName", "ModalityPlugin", "PackStream", "pick_modality",
+    "plugin_registered", "PluginError", "precision_recall", "r1_penalty", "ReportContext", "ReportGroup",
+    "ReportItem", "ReportSection", "sample", "ShardCodec", "sliced_wasserstein", "StorageError", "tiny_run",
+    "TrainingCallback", "writing",
 ]

@@ -29,7 +29,7 @@ def test_run_generate_and_plugins_end_to_end(cli_run, tmp_path):
     result = cli_run("plugins")
     assert result.exit_code == 0
     assert "image 0.1.0" in result.output and "modalities: image" in result.output
-    assert "mmgan_build_discriminator" in result.output
+    assert "build_discriminator" in result.output
 
 
 def test_saved_config_reruns_the_same_run(cli_run, tmp_path):

@@ -59,7 +59,7 @@ def test_the_light_cli_still_has_every_plugin_command_and_option() -> None:
     out, _ = _run("plugins", "--json")
     plugins = {info["name"]: info for info in json.loads(out)}
     assert plugins["image"]["modalities"] == ["image"] and plugins["speech"]["modalities"] == ["speech"]
-    assert "mmgan_build_generator" in plugins["speech"]["hooks"]
+    assert "build_generator" in plugins["speech"]["methods"]
     out, _ = _run("--version")
     assert out.startswith("mmgan, version ")
 

@@ -48,9 +48,13 @@ def test_every_public_name_is_documented_with_a_docstring():
 
 
 def test_what_plugins_imported_before_the_public_api_still_imports():
-    from mmgan.contract.modality import Modality, ModalityConfig  # noqa: F401
-    from mmgan.data.shards import PackStream, ShardCodec  # noqa: F401
     from mmgan.errors import ConfigError, DataError  # noqa: F401
-    from mmgan.evaluation.scoring import EvalContext  # noqa: F401
+    from mmgan.evaluation import EvalContext  # noqa: F401
     from mmgan.files import atomic_path  # noqa: F401
+    from mmgan.hookspecs import hookimpl, mmgan_build_generator  # noqa: F401
     from mmgan.losses import LossContext, logits_of  # noqa: F401
+    from mmgan.metrics import frechet_distance  # noqa: F401
+    from mmgan.modality import Modality, ModalityConfig  # noqa: F401
+    from mmgan.modality_plugin import ModalityPlugin  # noqa: F401
+    from mmgan.report.section import ReportContext, ReportSection  # noqa: F401
+    from mmgan.shards import PackStream, ShardCodec  # noqa: F401

@@ -30,8 +30,9 @@ from torch.nn.utils import parametrize
 
 import mmgan
 from mmgan import config as cfg
+from mmgan import hookspecs
 from mmgan.cli.commands import cli
-from mmgan.contract import hookspecs
+from mmgan.contract import calls
 from mmgan.contract import manager as mmgan_plugins
 from mmgan.contract.manager import describe_plugins, get_modality, get_plugin_manager, load_entry_points
 from mmgan.engine import Trainer
@@ -120,8 +121,7 @@ def test_package_declares_one_entry_point_per_module_and_each_fits_the_contract(
 
 def test_ring_source_is_deterministic_and_on_the_ring(ring: ModuleType) -> None:
     config = ring.RingConfig(num_points=512)
-    a, b = (get_plugin_manager().hook.mmgan_read_data(modality="ring2d", source="builtin:ring8", config=config,
-                                                      seed=3) for _ in range(2))
+    a, b = (calls.read_data("ring2d", "builtin:ring8", config, 3) for _ in range(2))
     other = ring.open_ring_source("builtin:ring8", config, seed=4)
     assert len(a) == 512 and a[0].shape == (2,) and a[0].dtype == torch.float32
     assert torch.equal(a.points, b.points) and not torch.equal(a.points, other.points)
@@ -131,9 +131,7 @@ def test_ring_source_is_deterministic_and_on_the_ring(ring: ModuleType) -> None:
     with pytest.raises(DataError, match="builtin:ring8"):
         ring.open_ring_source("builtin:shapes", config, seed=0)
     # a path is not the toy's to read: another plugin may answer for it
-    assert ring.plugin.mmgan_read_data(modality="ring2d", source="points.csv", config=config, seed=0) is None
-    # and another modality's request is not its business either
-    assert ring.plugin.mmgan_read_data(modality="image", source="builtin:ring8", config=config, seed=0) is None
+    assert ring.plugin.read_data("points.csv", config, 0) is None
 
 
 def test_ring2d_trains_writes_a_scatter_plot_and_generates(ring: ModuleType, tmp_path: Path) -> None:

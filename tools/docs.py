@@ -7,6 +7,8 @@
   meaning, from the dataclasses (the meaning is the comment above each field);
 - docs/cli.md: ``--help`` of every command;
 - docs/api.md: the public API (``mmgan.api.__all__``), signatures and first docstring paragraphs;
+- docs/hooks.md's block between ``<!-- generated: contract -->`` and ``<!-- end generated -->``: the modality
+  object's methods, the hooks, the contexts and contract 6's hooks, from their signatures and docstrings;
 - the ``mmgan plugins`` block in docs/plugins.md, between ``<!-- generated: mmgan plugins -->`` and
   ``<!-- end generated -->``: the output with the built-in plugins only.
 """
@@ -124,6 +126,19 @@ def _signature(target: typing.Any) -> str:
     return result
 
 
+def _method_lines(cls: type) -> list[str]:
+    """The public methods a class defines itself, each with its signature and first docstring paragraph."""
+    lines = []
+    for name, value in vars(cls).items():
+        if name.startswith("_") or not inspect.isfunction(value) or not inspect.getdoc(value):
+            continue
+        sig = _signature(value)  # without self
+        sig = "(" + sig[1:].split(", ", 1)[1] if sig.startswith("(self, ") else sig.replace("(self)", "()")
+        doc = inspect.getdoc(value).split("\n\n")[0].replace("\n", " ")
+        lines.append(f"- `{cls.__name__}.{name}{sig}`: {doc}")
+    return [*lines, ""] if lines else []
+
+
 def api_reference() -> str:
     import mmgan.api as api
 
@@ -148,6 +163,8 @@ def api_reference() -> str:
         doc = (inspect.getdoc(target) or "").split("\n\n")[0].replace("\n", " ")
         parts += [f"### `{name}`", "", "```python", f"{kind} {name}{signature}", "```", "", doc,
                   f"(`{target.__module__}`)", ""]
+        if inspect.isclass(obj) and not issubclass(obj, Exception):
+            parts += _method_lines(obj)
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -156,7 +173,7 @@ def _command_help(args: list[str]) -> str:
 
     from mmgan.cli.commands import build_cli
 
-    result = CliRunner().invoke(build_cli(), [*args, "--help"], terminal_width=100)
+    result = CliRunner().invoke(build_cli(), [*args, "--help"], prog_name="mmgan", terminal_width=100)
     return result.output.rstrip()
 
 
@@ -195,8 +212,11 @@ def replace_block(text: str, name: str, content: str, path: Path) -> str:
 
 
 def expected() -> dict[Path, str]:
-    plugins_md = DOCS / "plugins.md"
+    from docs_contract import contract_reference
+
+    plugins_md, hooks_md = DOCS / "plugins.md", DOCS / "hooks.md"
     return {
+        hooks_md: replace_block(hooks_md.read_text(encoding="utf-8"), "contract", contract_reference(), hooks_md),
         DOCS / "config.md": config_reference(),
         DOCS / "api.md": api_reference(),
         DOCS / "cli.md": cli_reference(),

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from mmgan import config as cfg
+from mmgan.contract import calls
 from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
 from mmgan.losses import logits_of
@@ -72,10 +73,10 @@ def check_plugin(modality: str, overrides: Sequence[str] = (), steps: int = 30, 
                 report.errors.append(f"discriminator output: {exc}")
                 return report
         report.passed.append(f"discriminator: {len(logits)} scale(s) of logits per sample")
-        written = trainer.pm.hook.mmgan_write_samples(modality=modality, samples=fake.float().cpu(),
-                                                      path=Path(tmp) / "samples" / "check", config=mcfg, real=None)
+        written = calls.write_samples(modality, fake.float().cpu(), Path(tmp) / "samples" / "check", mcfg, None,
+                                      trainer.pm)
         if not written or not all(Path(p).is_file() for p in written):
-            report.errors.append("mmgan_write_samples wrote no file")
+            report.errors.append("write_samples wrote no file")
         else:
             report.passed.append(f"samples written: {', '.join(Path(p).name for p in written)}")
         # one step from the same batches the loop uses, then every parameter must have a gradient

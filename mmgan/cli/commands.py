@@ -6,12 +6,14 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from mmgan import __version__
+from mmgan.contract import calls
 from mmgan.contract.manager import describe_plugins, get_modality, get_plugin_manager
 from mmgan.errors import MMGANError, PluginError, first_line
 
@@ -43,6 +45,14 @@ class MMGANGroup(click.Group):
                 raise
             raise click.ClickException(f"{type(exc).__name__}: {first_line(exc)} (rerun with -v for the traceback)"
                                        ) from None
+
+    def add_option(self, command: str, option: click.Option) -> None:
+        """Give core command ``command`` a plugin's option (from ``mmgan_register_commands``); its value reaches
+        evaluation as ``ctx.options[<option's name>]`` (``eval``). An option the command has: a PluginError."""
+        if command not in PLUGIN_OPTION_COMMANDS or command not in self.commands:
+            raise PluginError(f"a plugin adds option {'/'.join(option.opts)} to mmgan {command}; plugins may add "
+                              f"options to: {', '.join(PLUGIN_OPTION_COMMANDS)}")
+        _option_adder(self.commands[command])(option)
 
 
 class VERBOSE:
@@ -153,7 +163,7 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
-    """List installed plugins: name, version, source, hooks and modalities."""
+    """List installed plugins: name, version, source, hooks, modalities and the modality methods they write."""
     infos = describe_plugins()
     if as_json:
         click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
@@ -161,7 +171,9 @@ def plugins(as_json: bool) -> None:
     for info in infos:
         mods = ", ".join(info.modalities) or "-"
         click.echo(f"{info.name} {info.version}  ({info.source})  modalities: {mods}")
-        click.echo(f"    hooks: {', '.join(info.hooks)}")
+        click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
+        if info.methods:
+            click.echo(f"    modality methods: {', '.join(info.methods)}")
 
 
 @cli.command()
@@ -185,8 +197,7 @@ def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: 
     check_writable(output)
     generator, config = load_generator(run_dir, name, last=last)
     samples = sample(generator, name, config, num, seed)
-    written = get_plugin_manager().hook.mmgan_write_samples(modality=name, samples=samples.float(), path=output,
-                                                           config=config, real=None)
+    written = calls.write_samples(name, samples.float(), output, config, None)
     if not written:
         raise click.ClickException(f"no installed plugin writes {name!r} samples")
     for path in written:
@@ -218,9 +229,9 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
         if not text.startswith(f"{modality}."):
             raise click.ClickException(f"--set {text!r}: data pack takes {modality}.KEY=VALUE settings only")
     config = cfg.resolve(get_modality, plugins=(modality,), overrides=overrides, out=out)
-    codec = get_plugin_manager().hook.mmgan_shard_codec(modality=modality, config=config.modalities[modality])
+    codec = calls.shard_codec(modality, config.modalities[modality])
     if codec is None:
-        raise click.ClickException(f"no installed plugin writes {modality!r} shards (hook mmgan_shard_codec)")
+        raise click.ClickException(f"no installed plugin writes {modality!r} shards (its shard_codec)")
     manifest = pack_shards(codec, modality, source, out, shard_size=shard_size, seed=seed, limit=limit,
                            progress=not no_progress)
     click.echo(f"wrote {manifest['count']} {modality} samples in {len(manifest['shards'])} shards to {out} "
@@ -308,12 +319,12 @@ def new_plugin(name: str, modality: bool, parent: Path) -> None:
     click.echo(f"wrote {root}; next: pip install -e '{root}[test]' && python -m pytest -q {root}")
 
 
-# core commands to which plugins may add options (mmgan_command_options); their values reach the
+# core commands to which plugins may add options (cli.add_option in mmgan_register_commands); their values reach the
 # plugins' hooks (eval: EvalContext.options)
 PLUGIN_OPTION_COMMANDS = ("eval",)
 
 
-def _add_plugin_options(command: click.Command, pm: Any) -> None:
+def _option_adder(command: click.Command) -> Callable[[click.Option], None]:
     taken = {opt for param in command.params for opt in getattr(param, "opts", [])}
 
     def add(option: click.Option) -> None:
@@ -323,8 +334,12 @@ def _add_plugin_options(command: click.Command, pm: Any) -> None:
                               "already has it")
         taken.update(option.opts)
         command.params.append(option)
+    return add
 
-    pm.hook.mmgan_command_options(command=command.name, add=add)
+
+def _add_plugin_options(command: click.Command, pm: Any) -> None:
+    """The options contract 6's plugins add to ``command`` (``mmgan_command_options``)."""
+    pm.hook.mmgan_command_options(command=command.name, add=_option_adder(command))
 
 
 def build_cli() -> click.Group:

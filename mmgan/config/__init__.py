@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from mmgan.config.legacy import LEGACY_MODALITY_VALUES, LEGACY_TRUNK_VALUES, legacy_modality_values, legacy_trunk_values
 from mmgan.config.resolve import (
-    RunConfig,
-    RunSection,
-    TrainConfig,
     apply_mapping,
     default_config,
     modalities_in,
@@ -20,6 +17,7 @@ from mmgan.config.resolve import (
     to_toml,
     validate,
 )
+from mmgan.config.sections import RunConfig, RunSection, TrainConfig
 from mmgan.config.suggest import (
     LARGEST_WINS,
     OWN_KEYS,
@@ -40,11 +38,13 @@ from mmgan.config.values import (
     toml_value,
     validate_section,
 )
+from mmgan.errors import CheckpointError, ConfigError  # mmgan.config named them before
 
 __all__ = [
-    "LARGEST_WINS", "LEGACY_MODALITY_VALUES", "LEGACY_TRUNK_VALUES", "OWN_KEYS", "UNSET", "RunConfig", "RunSection",
-    "TrainConfig", "TrunkConfig", "apply_mapping", "coerce", "default_config", "field_types", "has_own_optimisation",
-    "legacy_modality_values", "legacy_trunk_values", "log_suggestion_conflicts", "modalities_in", "own_suggestions",
-    "own_value", "parse_assignment", "read_toml", "resolve", "section_from_dict", "set_value", "suggested_values",
-    "to_toml", "toml_value", "validate", "validate_section",
+    "CheckpointError", "ConfigError", "LARGEST_WINS", "LEGACY_MODALITY_VALUES", "LEGACY_TRUNK_VALUES", "OWN_KEYS",
+    "UNSET", "RunConfig", "RunSection", "TrainConfig", "TrunkConfig", "apply_mapping", "coerce", "default_config",
+    "field_types", "has_own_optimisation", "legacy_modality_values", "legacy_trunk_values",
+    "log_suggestion_conflicts", "modalities_in", "own_suggestions", "own_value", "parse_assignment", "read_toml",
+    "resolve", "section_from_dict", "set_value", "suggested_values", "to_toml", "toml_value", "validate",
+    "validate_section",
 ]

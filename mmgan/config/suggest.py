@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mmgan.contract.modality import Modality
 
 if TYPE_CHECKING:
-    from mmgan.config.resolve import RunConfig
+    from mmgan.config.sections import RunConfig
 
 log = logging.getLogger("mmgan")
 

@@ -1,69 +1,44 @@
-"""The plugin contract: every hook mmgan calls, with when it is called and what it must return.
+"""The hooks: where several plugins contribute. Everything one modality answers for itself (its networks,
+data, samples, evaluation, report section, shard codec) is a method of its modality object
+(:class:`mmgan.contract.plugin.ModalityPlugin`), which core calls directly.
 
-Implement a hook by decorating a function of the same name with ``mmgan.hookimpl`` in a module
-registered under the ``mmgan`` entry-point group. Hooks that hand back several objects take a
-``register`` callback instead of returning a list.
+Implement a hook by decorating a function (or a method of a registered object) of the same name with
+``mmgan.hookimpl``. Hooks that hand back objects take a ``register`` callback. An implementation may take
+fewer arguments than its spec (pluggy passes the ones it names). The per-modality hooks of contract
+version 6 and earlier keep working: :mod:`mmgan.contract.legacy_hookspecs`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import pluggy
 
-from mmgan.report.section import ReportContext, ReportSection  # light (no torch): the report hook's types
+from mmgan import hookimpl, hookspec
+from mmgan.contract.contexts import EvalContext, LossContext
 
 if TYPE_CHECKING:  # torch only in annotations: importing the contract (every CLI start) must stay light
     import torch
     from torch import nn
 
+    from mmgan.contract.adversarial import AdversarialLoss
+    from mmgan.contract.callbacks import TrainingCallback
     from mmgan.contract.modality import Modality
-    from mmgan.data.shards import ShardCodec
-    from mmgan.evaluation.scoring import EvalContext
-    from mmgan.losses import AdversarialLoss, LossContext
+    from mmgan.contract.plugin import ModalityPlugin
 
-hookspec = pluggy.HookspecMarker("mmgan")
-hookimpl = pluggy.HookimplMarker("mmgan")
+__all__ = ["hookimpl", "hookspec"]
 
 
 @hookspec
-def mmgan_register_modalities(register: Callable[[Modality], None]) -> None:
+def mmgan_register_modalities(register: Callable[[ModalityPlugin | Modality], None]) -> None:
     """Called whenever mmgan looks modalities up (often: keep it cheap, without side effects).
 
-    Call ``register(Modality(...))`` for each modality the plugin adds.
-    Added in contract version 1.
-    """
-
-
-@hookspec(firstresult=True)
-def mmgan_build_generator(
-    modality: str, config: Any, width: int
-) -> tuple[nn.Module, nn.Module] | None:
-    """Called once per modality of a run. Return ``(stem, head)`` for ``modality`` or None if not yours.
-
-    The stem maps the generator input to tokens ``(B, width, T)``; the head maps trunk tokens of the same
-    shape to a sample. ``config`` is the modality's config dataclass. The first non-None answer wins.
-    A head with an attribute ``takes_input = True`` is called ``head(tokens, input)``: the generator's
-    input reaches it around the trunk (contract version 5; e.g. a vocoder's mel for a magnitude prior).
-    A stem or head with a method ``at_training_step(step)`` has it called with the 0-based step before each
-    training step's forward of the trained generator, never on the EMA copy, in evaluation or in inference
-    (contract version 6; e.g. a stage of the head that starts at some step).
-    Added in contract version 1.
-    """
-
-
-@hookspec(firstresult=True)
-def mmgan_build_discriminator(modality: str, config: Any) -> nn.Module | None:
-    """Called once per modality of a run. Return the discriminator for ``modality`` or None if not yours.
-
-    Its forward takes a batch of real or generated samples and returns logits: a tensor, a list of
-    tensors (several scales), or an object with a ``logits`` attribute. To wrap the discriminator of
-    another plugin (spectral norm, say), implement this hook with ``hookimpl(wrapper=True)``:
-    ``disc = yield`` receives the built module, and what the wrapper returns is used instead.
-    Added in contract version 1.
+    Call ``register(obj)`` for each modality the plugin adds: ``obj`` is a modality object (a
+    :class:`~mmgan.contract.plugin.ModalityPlugin`), whose methods core calls. A bare
+    :class:`~mmgan.contract.modality.Modality` (contract 1-6) is answered by the per-modality hooks of
+    :mod:`~mmgan.contract.legacy_hookspecs`. Two plugins registering one name is an error.
+    Added in contract version 1; a modality object since version 7.
     """
 
 
@@ -71,77 +46,31 @@ def mmgan_build_discriminator(modality: str, config: Any) -> nn.Module | None:
 def mmgan_register_losses(register: Callable[[str, AdversarialLoss], None]) -> None:
     """Called whenever mmgan looks losses up (keep it cheap). Call ``register(name, loss)`` for each loss.
 
-    ``train.loss`` in the run config picks one by name; a duplicate name is an error.
+    ``train.loss`` (or ``<modality>.loss``) picks one by name; a duplicate name is an error.
     Added in contract version 1.
     """
 
 
 @hookspec
-def mmgan_generator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
-    """Called in every generator step, once per modality. Return extra weighted loss terms or None.
+def mmgan_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
+    """Called in every training step, once per modality and half: ``ctx.kind`` is ``"d"`` (the
+    discriminator update; ``ctx.fake`` is detached, ``ctx.discriminator`` re-runs D for penalties) or
+    ``"g"`` (the generator update). Return extra weighted loss terms or None.
 
-    Terms from all plugins are added to the adversarial loss; each is logged as ``<modality>/g/<name>``.
-    A term named ``adv``, or one name returned by two plugins, is a PluginError.
-    ``ctx`` holds the modality, its config, real and generated batches and the discriminator outputs.
-    Added in contract version 1.
-    """
-
-
-@hookspec
-def mmgan_discriminator_loss_terms(ctx: LossContext) -> dict[str, torch.Tensor] | None:
-    """Called in every discriminator step, once per modality. Return extra weighted loss terms or None.
-
-    Terms from all plugins are added to the adversarial loss; each is logged as ``<modality>/d/<name>``.
-    A term named ``adv``, or one name returned by two plugins, is a PluginError.
-    ``ctx.fake`` is detached here; ``ctx.discriminator`` re-runs D (for gradient penalties).
-    Added in contract version 1.
+    Terms from all plugins (a modality object's ``generator_loss_terms`` / ``discriminator_loss_terms``
+    among them, in plugin order) are added to the adversarial loss; each is logged as
+    ``<modality>/<kind>/<name>``. A term named ``adv``, or one name returned by two plugins, is a
+    PluginError. Added in contract version 7 (before: ``mmgan_generator_loss_terms`` and
+    ``mmgan_discriminator_loss_terms``, which still work).
     """
 
 
 @hookspec(firstresult=True)
-def mmgan_read_data(modality: str, source: str, config: Any, seed: int) -> torch.utils.data.Dataset | None:
-    """Called when a run starts. Return a dataset of real samples for ``modality`` read from ``source``.
-
-    ``source`` is ``builtin:<name>`` or a path. Return None if the source is not yours; raise
-    ``mmgan.errors.DataError`` with one line naming the source if it is yours but unreadable.
-    Items must be tensors of the shape the discriminator takes (without the batch dimension).
-    Added in contract version 1.
-    """
-
-
-@hookspec(firstresult=True)
-def mmgan_shard_codec(modality: str, config: Any) -> ShardCodec | None:
-    """Called by ``mmgan data pack`` and when a run reads WebDataset shards. Return the
-    :class:`mmgan.data.shards.ShardCodec` for ``modality`` (it packs a source into ``{extension: bytes}``
-    samples and decodes them back into training tensors), or None if the modality is not yours.
-
-    Core owns everything else about shards: the manifest, splitting by rank and worker, shuffling,
-    resampling and skipping corrupt members.
-    Added in contract version 1.
-    """
-
-
-@hookspec(firstresult=True)
-def mmgan_write_samples(
-    modality: str, samples: torch.Tensor, path: Path, config: Any, real: torch.Tensor | None
-) -> list[Path] | None:
-    """Called by the engine every ``train.sample_every`` steps and by ``mmgan generate``.
-
-    Write ``samples`` (generator output, float32 on CPU) for ``modality`` at ``path``, atomically; the
-    plugin adds the suffix when ``path`` has none. ``real`` is a batch of real samples to show beside
-    them, or None. Return the written paths, or None if the modality is not yours.
-    Added in contract version 1.
-    """
-
-
-@hookspec
-def mmgan_evaluate(ctx: EvalContext) -> dict[str, float] | None:
-    """Called by ``mmgan eval`` and every ``train.eval_every`` steps, once per modality. Return metrics or None.
-
-    ``ctx`` holds the modality, its config, its generator in eval mode, the real-data source and seeded
-    ``real_batches()``/``fake_batches()``. Return ``{name: value}`` for modalities you measure, None for
-    the others. Answers of all plugins are merged; one name returned by two plugins is a PluginError.
-    Raise ``mmgan.errors.MetricError`` (one line) when the samples cannot give a meaningful number.
+def mmgan_build_discriminator(modality: str, config: Any) -> nn.Module | None:
+    """Called once per modality of a run, to wrap its discriminator: implement it with
+    ``hookimpl(wrapper=True)``; ``disc = yield`` receives the module the modality object built (its
+    ``build_discriminator``), and what the wrapper returns is used instead (spectral norm, say). A plain
+    implementation that returns a module for a modality is contract 6's way of building it.
     Added in contract version 1.
     """
 
@@ -161,40 +90,41 @@ def mmgan_register_config(register: Callable[[str, type], None]) -> None:
 
 
 @hookspec
+def mmgan_evaluate(ctx: EvalContext) -> dict[str, Any] | None:
+    """Called by ``mmgan eval`` and every ``train.eval_every`` steps, once per modality, after the modality
+    object's own ``evaluate``: a plugin that adds metrics to a modality returns ``{name: value}`` (None for
+    modalities it does not measure). A value is a number, or a mapping of numbers, booleans and strings
+    (a verdict with its statistic, say: ``{"copying": False, "statistic": 1.8, "threshold": -3.0}``),
+    stored as it is in eval.json. One name returned twice is a PluginError. Raise
+    ``mmgan.errors.MetricError`` (one line) when the samples cannot give a meaningful number.
+    Added in contract version 1; mapping values in version 7.
+    """
+
+
+@hookspec
 def mmgan_register_metrics(register: Callable[[str, str, str], None]) -> None:
     """Called when a run with ``<modality>.select_by`` starts, to learn which way each metric is better.
 
-    Call ``register(modality, metric, goal)`` for each metric your ``mmgan_evaluate`` returns, with
-    ``goal`` "min" (lower is better: distances) or "max" (higher is better: recall, coverage). Metrics
-    nobody registers cannot be used to select the best checkpoint. Added in contract version 2.
-    """
-
-
-@hookspec
-def mmgan_report_section(ctx: ReportContext) -> ReportSection | None:
-    """Called by ``mmgan report``, once per modality of each run reported. Return a
-    :class:`mmgan.report.section.ReportSection` showing that modality's samples, or None.
-
-    ``ctx`` names the modality and holds its config, the run directory, the sample steps, the best step
-    and a directory for files you write (``ctx.file(name)``); ``ctx.real_samples(n)`` reads the real
-    samples the run showed. The section lists pictures and sounds (the run's own files or ones you
-    wrote), which core's template lays out: keep it to a few per step. Every answer is shown.
-    Added in contract version 3.
-    """
-
-
-@hookspec
-def mmgan_command_options(command: str, add: Callable[[click.Option], None]) -> None:
-    """Called when the CLI is built, once for each core command that takes plugin options (today
-    ``eval``). Call ``add(click.Option([...]))`` to give the command an option of yours; for ``eval``
-    its value (when given) reaches ``mmgan_evaluate`` as ``ctx.options[<option's name>]``. An option the
-    command already has is a PluginError. Added in contract version 2.
+    Call ``register(modality, metric, goal)`` for each number your ``mmgan_evaluate`` returns, with
+    ``goal`` "min" (lower is better: distances) or "max" (higher is better: recall, coverage). A modality
+    object declares its own in ``metric_goals``. Metrics nobody registers cannot select the best
+    checkpoint. Added in contract version 2.
     """
 
 
 @hookspec
 def mmgan_register_commands(cli: click.Group) -> None:
-    """Called when the CLI starts. Add click commands or groups to ``cli``.
+    """Called when the CLI starts. Add click commands or groups to ``cli``; ``cli.add_option(command,
+    click.Option([...]))`` gives a core command an option of yours (today ``eval``: its value, when given,
+    reaches evaluation as ``ctx.options[<option's name>]``). An option the command already has is a
+    PluginError. Added in contract version 1; ``cli.add_option`` in version 7.
+    """
 
-    Added in contract version 1.
+
+@hookspec
+def mmgan_register_callbacks(register: Callable[[TrainingCallback], None]) -> None:
+    """Called when a run starts. Call ``register(callback)`` with a
+    :class:`~mmgan.contract.callbacks.TrainingCallback` to hear every training step (its losses) and
+    evaluation; its ``state_dict()`` is saved in each checkpoint and given back to ``load_state_dict`` on
+    resume, so a callback with state (a window, a counter) resumes exactly. Added in contract version 7.
     """

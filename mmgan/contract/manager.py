@@ -8,19 +8,25 @@ import logging
 import os
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import pluggy
 
-from mmgan.contract import hookspecs
+from mmgan import __version__, hookimpl
+from mmgan.contract import hookspecs, legacy_hookspecs
+from mmgan.contract.adversarial import AdversarialLoss
+from mmgan.contract.callbacks import TrainingCallback
+from mmgan.contract.legacy import LegacyModality, warn_legacy_plugins
 from mmgan.contract.modality import Modality
-from mmgan.errors import PluginError
-from mmgan.losses import AdversarialLoss
+from mmgan.contract.plugin import ModalityPlugin
+from mmgan.errors import ConfigError, PluginError
 
 log = logging.getLogger("mmgan")
 
 ENTRY_POINT_GROUP = "mmgan"
 # Core's own plugins are registered directly: they are part of mmgan, not installed packages.
 CORE_PLUGINS = ("mmgan.losses",)
+DISCRIMINATORS = "mmgan.modalities"  # core's registered object that answers build_discriminator (not listed)
 
 
 @dataclass
@@ -32,13 +38,29 @@ class PluginInfo:
     source: str
     hooks: list[str] = field(default_factory=list)
     modalities: list[str] = field(default_factory=list)
+    # the methods its modality object writes (ModalityPlugin's, which core calls directly)
+    methods: list[str] = field(default_factory=list)
+
+
+class ModalityDiscriminators:
+    """Core's answer to ``mmgan_build_discriminator``, last of all: the modality object's discriminator, which
+    wrappers (``hookimpl(wrapper=True)``) receive; a contract-6 plugin's own answer comes first."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+
+    @hookimpl(trylast=True)
+    def mmgan_build_discriminator(self, modality: str, config: Any) -> Any:
+        return get_modality_object(modality, self.pm).build_discriminator(config)
 
 
 def _new_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("mmgan")
     pm.add_hookspecs(hookspecs)
-    for module_name in CORE_PLUGINS:
+    pm.add_hookspecs(legacy_hookspecs)
+    for module_name in CORE_PLUGINS:  # a plugin of core, registered by name like an entry point
         pm.register(importlib.import_module(module_name), name=module_name)
+    pm.register(ModalityDiscriminators(pm), name=DISCRIMINATORS)
     return pm
 
 
@@ -79,30 +101,45 @@ def get_plugin_manager() -> pluggy.PluginManager:
     only_env = os.environ.get("MMGAN_PLUGINS")
     only = {name.strip() for name in only_env.split(",") if name.strip()} if only_env is not None else None
     load_entry_points(pm, only)
+    warn_legacy_plugins(pm)
     return pm
 
 
-def modalities(pm: pluggy.PluginManager | None = None) -> dict[str, Modality]:
-    """Every registered modality by name; two plugins registering one name is an error."""
+def modality_objects(pm: pluggy.PluginManager | None = None) -> dict[str, ModalityPlugin]:
+    """Every registered modality's object by name (a bare ``Modality`` of contract 6 becomes a
+    :class:`LegacyModality`); two plugins registering one name is an error."""
     pm = pm or get_plugin_manager()
-    found: dict[str, Modality] = {}
-
-    def register(modality: Modality) -> None:
-        if modality.name in found:
-            raise PluginError(f"modality {modality.name!r} is registered by two plugins")
-        found[modality.name] = modality
-
-    pm.hook.mmgan_register_modalities(register=register)
+    found: dict[str, ModalityPlugin] = {}
+    for impl in pm.hook.mmgan_register_modalities.get_hookimpls()[::-1]:  # pluggy's order: last registered first
+        def register(obj: ModalityPlugin | Modality, plugin: str = impl.plugin_name) -> None:
+            if isinstance(obj, Modality):
+                obj = LegacyModality(obj, plugin)
+            elif not isinstance(getattr(obj, "modality", None), Modality):
+                raise PluginError(f"plugin {plugin!r} registers {obj!r}: register a ModalityPlugin or a Modality")
+            if obj.name in found:
+                raise PluginError(f"modality {obj.name!r} is registered by two plugins")
+            found[obj.name] = obj
+        impl.function(register=register)
     return found
 
 
-def get_modality(name: str, pm: pluggy.PluginManager | None = None) -> Modality:
-    """The modality called ``name``, or a PluginError listing the installed ones."""
-    found = modalities(pm)
+def modalities(pm: pluggy.PluginManager | None = None) -> dict[str, Modality]:
+    """Every registered modality's declaration by name; two plugins registering one name is an error."""
+    return {name: obj.modality for name, obj in modality_objects(pm).items()}
+
+
+def get_modality_object(name: str, pm: pluggy.PluginManager | None = None) -> ModalityPlugin:
+    """The object of modality ``name``, whose methods core calls, or a PluginError listing the installed ones."""
+    found = modality_objects(pm)
     if name not in found:
         installed = ", ".join(sorted(found)) or "none"
         raise PluginError(f"no plugin provides modality {name!r}; installed modalities: {installed}")
     return found[name]
+
+
+def get_modality(name: str, pm: pluggy.PluginManager | None = None) -> Modality:
+    """The modality called ``name``, or a PluginError listing the installed ones."""
+    return get_modality_object(name, pm).modality
 
 
 def adversarial_losses(pm: pluggy.PluginManager | None = None) -> dict[str, AdversarialLoss]:
@@ -128,6 +165,9 @@ def get_adversarial_loss(name: str, pm: pluggy.PluginManager | None = None) -> A
 
 
 CORE_SECTIONS = ("run", "train", "trunk")
+# what a modality object may write (ModalityPlugin's methods that core calls)
+MODALITY_METHODS = ("build_generator", "build_discriminator", "read_data", "shard_codec", "write_samples",
+                    "generator_loss_terms", "discriminator_loss_terms", "evaluate", "report_section")
 
 
 def plugin_config_sections(pm: pluggy.PluginManager | None = None) -> dict[str, type]:
@@ -136,8 +176,6 @@ def plugin_config_sections(pm: pluggy.PluginManager | None = None) -> dict[str, 
     A section named like a core section, a modality, or another plugin's section is a ConfigError
     naming both owners.
     """
-    from mmgan.errors import ConfigError
-
     pm = pm or get_plugin_manager()
     found: dict[str, type] = {}
     owners: dict[str, str] = {}
@@ -165,8 +203,25 @@ def _modality_owners(pm: pluggy.PluginManager) -> dict[str, str]:
     """Which plugin registers each modality."""
     owners: dict[str, str] = {}
     for impl in pm.hook.mmgan_register_modalities.get_hookimpls():
-        impl.function(register=lambda modality, plugin=impl.plugin_name: owners.setdefault(modality.name, plugin))
+        impl.function(register=lambda obj, plugin=impl.plugin_name: owners.setdefault(obj.name, plugin))
     return owners
+
+
+def training_callbacks(pm: pluggy.PluginManager | None = None) -> list[TrainingCallback]:
+    """Every plugin's training callbacks (``mmgan_register_callbacks``); a name used twice, or none, is an error
+    (the name keys the callback's state in checkpoints)."""
+    pm = pm or get_plugin_manager()
+    found: list[TrainingCallback] = []
+    for impl in pm.hook.mmgan_register_callbacks.get_hookimpls()[::-1]:
+        def register(callback: TrainingCallback, plugin: str = impl.plugin_name) -> None:
+            if not isinstance(callback, TrainingCallback):
+                raise PluginError(f"plugin {plugin!r} registers {callback!r}: a callback is a TrainingCallback")
+            if not callback.name or any(c.name == callback.name for c in found):
+                raise PluginError(f"plugin {plugin!r} registers a training callback named {callback.name!r}: "
+                                  "give each callback its own non-empty name (its state's key in checkpoints)")
+            found.append(callback)
+        impl.function(register=register)
+    return found
 
 
 def metric_goals(pm: pluggy.PluginManager | None = None) -> dict[tuple[str, str], str]:
@@ -190,23 +245,21 @@ def describe_plugins(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]
     pm = pm or get_plugin_manager()
     infos = []
     for name, plugin in pm.list_name_plugin():
-        if plugin is None:
+        if plugin is None or name == DISCRIMINATORS:
             continue
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         sub = pluggy.PluginManager("mmgan")
         sub.add_hookspecs(hookspecs)
+        sub.add_hookspecs(legacy_hookspecs)
         sub.register(plugin)
         mods = sorted(modalities(sub)) if "mmgan_register_modalities" in hooks else []
         if name in CORE_PLUGINS:
-            dist, version, source = name, _core_version(), "core"
+            dist, version, source = name, __version__, "core"
         else:
             dist, version = _SOURCES.get(plugin, ("?", "?"))
             source = f"entry point of {dist}" if dist != "?" else "registered in process"
-        infos.append(PluginInfo(name=name, version=version, source=source, hooks=hooks, modalities=mods))
+        methods = sorted(m for m in MODALITY_METHODS if isinstance(plugin, ModalityPlugin)
+                         and getattr(type(plugin), m) is not getattr(ModalityPlugin, m))
+        infos.append(PluginInfo(name=name, version=version, source=source, hooks=hooks, modalities=mods,
+                                methods=methods))
     return sorted(infos, key=lambda info: (info.source != "core", info.name))
-
-
-def _core_version() -> str:
-    from mmgan import __version__
-
-    return __version__

@@ -7,8 +7,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mmgan.errors import PluginError
+
 if TYPE_CHECKING:  # torch only in annotations: plugins declare modalities at import, every CLI start
     import torch
+
+ENGINE_DEFAULT = "mmgan_engine_default"  # a field's metadata key: the field sets an engine field's default
+
+
+def engine_default(value: Any) -> Any:
+    """A modality's own default for one of the engine's fields (those of :class:`ModalityConfig`), declared
+    as such in its config dataclass: ``data: str = engine_default("builtin:shapes")``. Redeclaring an engine
+    field any other way is an error (a field of the same name would silently take the engine's meaning),
+    except the six whose defaults plugins of contract 6 gave by redeclaring them (:data:`REDECLARED_BEFORE`).
+    """
+    return dataclasses.field(default=value, metadata={ENGINE_DEFAULT: True})
 
 
 @dataclass
@@ -67,6 +80,46 @@ class ModalityConfig:
     lr_floor: float = 0.0
 
 
+# what each engine field means, for the error that names a plugin's field redeclaring it
+ENGINE_FIELDS = {
+    "data": "the training data", "eval_data": "held-out data for evaluation",
+    "loss": "this modality's adversarial loss", "batch_size": "this modality's batch per process",
+    "steps": "the loop steps this modality trains", "lr_g": "the Adam learning rate of its stem and head",
+    "lr_d": "the Adam learning rate of its discriminator", "beta1": "its Adam beta1", "beta2": "its Adam beta2",
+    "ema_decay": "its EMA generator's decay", "eval_samples": "samples per evaluation",
+    "select_by": "the metric that picks the best export", "trunk_depth": "the trunk blocks it goes through",
+    "adversarial_start": "the step its adversarial training starts",
+    "lr_schedule": "its learning-rate schedule", "lr_warmup": "its learning-rate warm-up steps",
+    "lr_floor": "its schedule's last learning rate",
+}
+# the engine fields whose defaults plugins written against contract 6 set by redeclaring them (still accepted)
+REDECLARED_BEFORE = frozenset({"data", "eval_data", "loss", "select_by", "adversarial_start", "trunk_depth"})
+
+
+def _annotation(cls: type, name: str) -> str:
+    value = vars(cls).get("__annotations__", {}).get(name, "")
+    return value if isinstance(value, str) else getattr(value, "__name__", str(value))
+
+
+def check_config_class(modality: str, config_class: type) -> None:
+    """A one-line PluginError for a config field that redeclares an engine field with another type, or with
+    the same type without :func:`engine_default` (outside :data:`REDECLARED_BEFORE`)."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    for name, meaning in ENGINE_FIELDS.items():
+        owner = next((c for c in config_class.__mro__ if c is not ModalityConfig and issubclass(c, ModalityConfig)
+                      and name in vars(c).get("__annotations__", {})), None)
+        if owner is None:
+            continue
+        theirs, ours = _annotation(owner, name), _annotation(ModalityConfig, name)
+        where = f"modality {modality!r}: {owner.__name__}.{name} ({theirs})"
+        engine = f"the engine's ModalityConfig.{name} ({ours}: {meaning})"
+        if theirs != ours:
+            raise PluginError(f"{where} redeclares {engine} with another type; rename your field")
+        if not fields[name].metadata.get(ENGINE_DEFAULT) and name not in REDECLARED_BEFORE:
+            raise PluginError(f"{where} redeclares {engine}; rename your field, or set the engine's default with "
+                              f"{name}: {ours} = engine_default(...)")
+
+
 @dataclass(frozen=True)
 class Modality:
     """A modality registered by a plugin through ``mmgan_register_modalities``.
@@ -106,3 +159,4 @@ class Modality:
             raise ValueError(f"modality {self.name!r}: eval_samples must be positive, got {self.eval_samples}")
         if not (dataclasses.is_dataclass(self.config_class) and issubclass(self.config_class, ModalityConfig)):
             raise TypeError(f"modality {self.name!r}: config_class must be a ModalityConfig dataclass")
+        check_config_class(self.name, self.config_class)

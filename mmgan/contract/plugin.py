@@ -1,9 +1,7 @@
-"""A modality plugin declared once: subclass :class:`ModalityPlugin`, write methods, no guards.
+"""The modality object: subclass :class:`ModalityPlugin`, set ``modality``, write the methods you need.
 
-The hooks that concern one modality (build its generator, read its data, write its samples, ...) are
-called for every modality of a run, so a plugin written as module functions starts each with
-``if modality != NAME: return None``. A ``ModalityPlugin`` answers those hooks for its own modality and
-passes (None) for the others; you write plain methods::
+Core calls these methods directly for the modality the object registers (no ``if modality != NAME``
+guards)::
 
     class Ring(ModalityPlugin):
         modality = Modality(name="ring2d", config_class=RingConfig, make_input=noise, sample_input=...)
@@ -16,133 +14,122 @@ passes (None) for the others; you write plain methods::
 
     plugin = Ring()          # the entry point names this object: ring2d = "mmgan_toy.ring:plugin"
 
-Methods you leave out answer None (the next plugin, or core, decides). Hooks that do not concern one
-modality (``mmgan_register_commands``, ``mmgan_register_losses``) are written on the subclass as
-``@mmgan.hookimpl`` methods, as in a module. Module functions keep working: both forms register the same.
+A method you leave out answers None (for ``build_generator``, ``build_discriminator`` and ``read_data`` that
+is an error when core needs it). Hooks where several plugins contribute (``mmgan_register_commands``,
+``mmgan_register_losses``, ...) are written on the subclass as ``@mmgan.hookimpl`` methods, as in a module.
+The loss-term methods join ``mmgan_loss_terms`` at this plugin's place, so terms keep pluggy's order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pluggy
-
+from mmgan import hookimpl
 from mmgan.contract.modality import Modality
 
 if TYPE_CHECKING:  # torch only in annotations: a plugin's class is defined at import, every CLI start
     import torch
     from torch import nn
 
-    from mmgan.data.shards import ShardCodec
-    from mmgan.evaluation.scoring import EvalContext
-    from mmgan.losses import LossContext
-    from mmgan.report.section import ReportContext, ReportSection
+    from mmgan.contract.codec import ShardCodec
+    from mmgan.contract.contexts import EvalContext, LossContext, ReportContext, ReportSection
 
-hookimpl = pluggy.HookimplMarker("mmgan")
+__all__ = ["ModalityPlugin", "hookimpl"]
 
 
 class ModalityPlugin:
-    """Base class of a plugin that adds one modality; set ``modality`` and override what you need."""
+    """Base class of a modality object; set ``modality`` and override what you need."""
 
     modality: ClassVar[Modality]
     #: ``{metric: "min" | "max"}`` for the metrics :meth:`evaluate` returns (which way is better)
-    metric_goals: ClassVar[dict[str, str]] = {}
+    metric_goals: ClassVar[Mapping[str, str]] = {}
 
     @property
     def name(self) -> str:
+        """The modality's name (``self.modality.name``)."""
         return self.modality.name
 
-    # ---- what a modality writes ------------------------------------------------------------------
+    # ---- what a modality answers for itself ------------------------------------------------------------
 
     def build_generator(self, config: Any, width: int) -> tuple[nn.Module, nn.Module] | None:
-        """``(stem, head)`` around the shared trunk: see ``mmgan_build_generator``."""
+        """Called once per run (and when an export loads): ``(stem, head)`` around the shared trunk.
+
+        The stem maps the generator input to tokens ``(B, width, T)``; the head maps trunk tokens of the same
+        shape to a sample. ``config`` is this modality's config dataclass. A head with ``takes_input = True``
+        is called ``head(tokens, input)``: the input reaches it around the trunk (a vocoder's mel for a
+        magnitude prior). A stem or head with ``at_training_step(step)`` has it called with the 0-based step
+        before each training forward of the trained generator (never the EMA copy, evaluation or inference).
+        """
         return None
 
     def build_discriminator(self, config: Any) -> nn.Module | None:
-        """The discriminator: see ``mmgan_build_discriminator``."""
+        """Called once per run: the discriminator. Its forward takes a batch of real or generated samples and
+        returns logits: a tensor, a list of tensors (several scales), or an object with ``logits``."""
         return None
 
     def read_data(self, source: str, config: Any, seed: int) -> torch.utils.data.Dataset | None:
-        """A dataset for ``source``, or None if the source is not yours: see ``mmgan_read_data``."""
+        """Called when a run, ``mmgan eval`` or ``mmgan data pack`` opens ``source`` (``builtin:<name>`` or a
+        path; shards are core's): a dataset whose items are tensors of the shape the discriminator takes.
+        None: the source is not yours. Unreadable: raise ``DataError`` with one line naming the source."""
         return None
 
     def shard_codec(self, config: Any) -> ShardCodec | None:
-        """How samples are packed into WebDataset shards: see ``mmgan_shard_codec``."""
+        """Called by ``mmgan data pack`` and when a run reads shards: how samples are packed into WebDataset
+        shards and decoded back (:class:`mmgan.contract.codec.ShardCodec`); None: no shards."""
         return None
 
     def write_samples(self, samples: torch.Tensor, path: Path, config: Any,
                       real: torch.Tensor | None) -> list[Path] | None:
-        """Write generated samples: see ``mmgan_write_samples``."""
+        """Called every ``train.sample_every`` steps and by ``mmgan generate``: write ``samples`` (float32 on
+        the CPU) at ``path`` atomically (add the suffix when ``path`` has none), ``real`` beside them when
+        given; return the written paths."""
         return None
 
     def generator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor] | None:
-        """Extra generator loss terms for this modality: see ``mmgan_generator_loss_terms``."""
+        """Called in every generator update of this modality: extra weighted loss terms (a reconstruction
+        loss, feature matching), each logged as ``<modality>/g/<name>``."""
         return None
 
     def discriminator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor] | None:
-        """Extra discriminator loss terms for this modality: see ``mmgan_discriminator_loss_terms``."""
+        """Called in every discriminator update of this modality: extra terms (a gradient penalty), each
+        logged as ``<modality>/d/<name>``; ``ctx.fake`` is detached."""
         return None
 
-    def evaluate(self, ctx: EvalContext) -> dict[str, float] | None:
-        """Metrics of this modality's generator: see ``mmgan_evaluate``."""
+    def evaluate(self, ctx: EvalContext) -> dict[str, Any] | None:
+        """Called by ``mmgan eval`` and every ``train.eval_every`` steps: ``{name: value}`` metrics of this
+        modality's generator (a number, or a mapping such as a verdict with its statistic); declare which way
+        each number is better in ``metric_goals``. Raise ``MetricError`` when no meaningful number exists."""
         return None
 
     def report_section(self, ctx: ReportContext) -> ReportSection | None:
-        """This modality's samples in ``mmgan report``: see ``mmgan_report_section``."""
+        """Called by ``mmgan report`` for each run of this modality: the section showing its samples."""
         return None
 
-    # ---- the hooks, answered for this modality only -----------------------------------------------
+    # ---- registration --------------------------------------------------------------------------------
 
     @hookimpl
-    def mmgan_register_modalities(self, register: Callable[[Modality], None]) -> None:
-        register(self.modality)
+    def mmgan_register_modalities(self, register: Callable[[Any], None]) -> None:
+        register(self)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Give the subclass the hook of each method it overrides (so ``mmgan plugins`` lists exactly
-        what it implements), and ``mmgan_register_metrics`` if it declares ``metric_goals``."""
+        """Give the subclass ``mmgan_loss_terms`` if it writes a loss-term method, and
+        ``mmgan_register_metrics`` if it declares ``metric_goals`` (so ``mmgan plugins`` lists them)."""
         super().__init_subclass__(**kwargs)
-        for method in _METHOD_HOOKS:
-            if getattr(cls, method) is not getattr(ModalityPlugin, method):
-                setattr(cls, f"mmgan_{method}", hookimpl(_hook_calling(method)))
+        if any(getattr(cls, m) is not getattr(ModalityPlugin, m) for m in _LOSS_METHODS.values()):
+            cls.mmgan_loss_terms = hookimpl(_loss_terms)
         if cls.metric_goals:
             cls.mmgan_register_metrics = hookimpl(_register_metrics)
 
 
-_METHOD_HOOKS = ("build_generator", "build_discriminator", "read_data", "shard_codec", "write_samples",
-                 "generator_loss_terms", "discriminator_loss_terms", "evaluate", "report_section")
+_LOSS_METHODS = {"g": "generator_loss_terms", "d": "discriminator_loss_terms"}
 
 
-def _hook_calling(method: str) -> Callable[..., Any]:
-    """A hook implementation (its argument names are the hookspec's) that calls ``method`` for the
-    plugin's own modality and answers None for every other."""
-    if method == "build_generator":
-        def hook(self, modality, config, width):  # noqa: ANN001, ANN202
-            return self.build_generator(config, width) if modality == self.name else None
-    elif method == "build_discriminator":
-        def hook(self, modality, config):  # noqa: ANN001, ANN202
-            return self.build_discriminator(config) if modality == self.name else None
-    elif method == "read_data":
-        def hook(self, modality, source, config, seed):  # noqa: ANN001, ANN202
-            return self.read_data(source, config, seed) if modality == self.name else None
-    elif method == "shard_codec":
-        def hook(self, modality, config):  # noqa: ANN001, ANN202
-            return self.shard_codec(config) if modality == self.name else None
-    elif method == "write_samples":
-        def hook(self, modality, samples, path, config, real):  # noqa: ANN001, ANN202
-            return self.write_samples(samples, path, config, real) if modality == self.name else None
-    elif method == "evaluate":
-        def hook(self, ctx):  # noqa: ANN001, ANN202
-            return self.evaluate(ctx) if ctx.modality.name == self.name else None
-    elif method == "report_section":  # ctx.modality is the modality's name
-        def hook(self, ctx):  # noqa: ANN001, ANN202
-            return self.report_section(ctx) if ctx.modality == self.name else None
-    else:  # the loss terms: ctx.modality is the modality's name
-        def hook(self, ctx):  # noqa: ANN001, ANN202
-            return getattr(self, method)(ctx) if ctx.modality == self.name else None
-    hook.__name__ = f"mmgan_{method}"
-    return hook
+def _loss_terms(self: ModalityPlugin, ctx: LossContext) -> dict[str, Any] | None:
+    if ctx.modality != self.name:
+        return None
+    return getattr(self, _LOSS_METHODS[ctx.kind])(ctx)
 
 
 def _register_metrics(self: ModalityPlugin, register: Callable[[str, str, str], None]) -> None:

@@ -10,6 +10,7 @@ import pluggy
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mmgan.contract import calls
 from mmgan.data.shards import ShardStream, is_shard_source, open_shard_stream, open_shards
 from mmgan.errors import DataError
 
@@ -53,7 +54,7 @@ def open_source(pm: pluggy.PluginManager, modality: str, source: str, config: An
     """Ask the plugins for a dataset of ``modality`` read from ``source``; an error if none answers."""
     if not source:
         raise DataError(f"no data source for modality {modality!r}: pass --data or set {modality}.data")
-    dataset = pm.hook.mmgan_read_data(modality=modality, source=source, config=config, seed=seed)
+    dataset = calls.read_data(modality, source, config, seed, pm)
     if dataset is None:
         raise DataError(f"no installed plugin reads {source!r} for modality {modality!r}")
     if len(dataset) == 0:
@@ -68,9 +69,9 @@ def open_training_data(pm: pluggy.PluginManager, modality: str, config: Any, see
     source = config.data
     if source and is_shard_source(source):
         shards = open_shards(source)
-        codec = pm.hook.mmgan_shard_codec(modality=modality, config=config)
+        codec = calls.shard_codec(modality, config, pm)
         if codec is None:
-            raise DataError(f"--data {source}: no installed plugin reads {modality!r} shards (mmgan_shard_codec)")
+            raise DataError(f"--data {source}: no installed plugin reads {modality!r} shards (no shard_codec)")
         return open_shard_stream(shards, codec, modality, seed, rank, world_size, num_workers, shuffle_buffer)
     return open_source(pm, modality, source, config, seed)
 

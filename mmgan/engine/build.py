@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from mmgan import checkpoint
 from mmgan.config import RunConfig, TrainConfig, legacy_trunk_values
 from mmgan.config.sizes import Footprint, Part, build_on_meta, check_memory, footprint, size_settings
+from mmgan.contract import calls
 from mmgan.contract.modality import Modality, ModalityConfig
 from mmgan.data.loading import EpochSampler, endless_batches, open_training_data
 from mmgan.data.shards import ShardStream
@@ -76,7 +77,7 @@ def _generators(pm: pluggy.PluginManager, config: RunConfig) -> GeneratorSet:
     trunk = LatentTrunk(config.trunk, config.run.modalities)
     parts = {}
     for name in config.run.modalities:
-        built = pm.hook.mmgan_build_generator(modality=name, config=config.modalities[name], width=trunk.width)
+        built = calls.build_generator(name, config.modalities[name], trunk.width, pm)
         if built is None:
             raise PluginError(f"no plugin builds a generator for modality {name!r}")
         parts[name] = built
@@ -98,7 +99,7 @@ def build_discriminators(pm: pluggy.PluginManager, config: RunConfig) -> Discrim
     """Every modality's discriminator from its plugin, in one module."""
     discs = {}
     for name in config.run.modalities:
-        disc = pm.hook.mmgan_build_discriminator(modality=name, config=config.modalities[name])
+        disc = calls.build_discriminator(name, config.modalities[name], pm)
         if disc is None:
             raise PluginError(f"no plugin builds a discriminator for modality {name!r}")
         discs[name] = disc

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from mmgan import __version__, checkpoint
+from mmgan.contract import calls
 from mmgan.engine.ema import batchnorm_layers, recalibrate_batchnorm
 from mmgan.engine.resume import noise_seed
 from mmgan.files import writing
@@ -100,8 +101,8 @@ class RunOutputs:
                 fake = self.ema(name, g_input.to(self.accelerator.device))
             path = self.run_dir / "samples" / name / f"step_{self.step:06d}"
             with writing(path):  # a plugin's writer that meets a full disk: one line naming the path
-                written = self.pm.hook.mmgan_write_samples(modality=name, samples=fake.float().cpu(), path=path,
-                                                           config=self.config.modalities[name], real=real)
+                written = calls.write_samples(name, fake.float().cpu(), path, self.config.modalities[name], real,
+                                              self.pm)
             if self.trackers is not None:
                 self.trackers.log_samples(name, [Path(p) for p in written or []], self.step)
 
@@ -109,7 +110,7 @@ class RunOutputs:
         """The plugins' metrics of the EMA generators of ``names`` (every modality by default; rank 0),
         logged as ``<modality>/eval/<metric>``."""
         from mmgan.errors import MMGANError
-        from mmgan.evaluation.scoring import EvalContext, ModalityGenerator, evaluate
+        from mmgan.evaluation.scoring import EvalContext, ModalityGenerator, evaluate, numbers
 
         if not self.accelerator.is_main_process:
             return {}
@@ -122,7 +123,7 @@ class RunOutputs:
                               batch_size=t.batch_size,
                               seed=self.config.run.seed, device=self.accelerator.device, pm=self.pm)
             try:
-                record.update({f"{name}/eval/{k}": v for k, v in evaluate(ctx, self.pm).items()})
+                record.update({f"{name}/eval/{k}": v for k, v in numbers(evaluate(ctx, self.pm)).items()})
             # a setting too small for a metric, or data it cannot read, must not end a long run
             except MMGANError as exc:
                 log.warning("step %d: %s evaluation skipped: %s", self.step, name, exc)

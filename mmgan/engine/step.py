@@ -71,25 +71,28 @@ def half_step_loss(parts: StepParts, kind: str, step: int, reals: dict[str, torc
     reconstruction terms, each plugin's terms skipped where they need D (``DiscriminatorInactive``).
     ``per_modality``, when given, receives each modality's own sum.
     """
-    hook = parts.pm.hook.mmgan_discriminator_loss_terms if kind == "d" else parts.pm.hook.mmgan_generator_loss_terms
+    # the loss-term hook, then contract 6's hook of this half (plugins written against it)
+    hooks = (parts.pm.hook.mmgan_loss_terms,
+             parts.pm.hook.mmgan_discriminator_loss_terms if kind == "d" else parts.pm.hook.mmgan_generator_loss_terms)
     who = "discriminator" if kind == "d" else "generator"
     d_plain = parts.D_module
     total: Any = 0.0
     for name in parts.modalities if names is None else names:
         active = adversarial(parts, name, step)
         d_real, d_fake = judge(name) if active else (None, None)
-        ctx = LossContext(name, parts.configs[name], step, reals[name], fakes[name], inputs[name], d_fake,
+        ctx = LossContext(parts.modalities[name], parts.configs[name], step, reals[name], fakes[name], inputs[name],
+                          d_fake,
                           lambda x, name=name: d_plain(name, x), d_real=d_real, seed=parts.seed,
                           rank=parts.accelerator.process_index, kind=kind, plugin_configs=parts.plugin_configs,
                           adversarial=active)
         if active:
             loss = parts.adversarial[name]
             adv = loss.d_loss(d_real, d_fake) if kind == "d" else loss.g_loss(d_fake)
-            terms = _loss_terms(hook(ctx=ctx), name, who)
+            terms = _loss_terms([answer for hook in hooks for answer in hook(ctx=ctx)], name, who)
             total = total + adv
             losses[f"{name}/{kind}/adv"] = adv.detach()
         else:
-            terms = _loss_terms(_without_d(hook, ctx), name, who)
+            terms = _loss_terms([answer for hook in hooks for answer in _without_d(hook, ctx)], name, who)
             if not terms:
                 raise ConfigError(f"{name}.adversarial_start={parts.configs[name].adversarial_start}, but no plugin "
                                   f"gives {name} a reconstruction loss term: its generator would learn nothing "

@@ -19,7 +19,13 @@ from tqdm.auto import tqdm
 
 from mmgan import checkpoint
 from mmgan.config import RunConfig, own_value, validate
-from mmgan.contract.manager import describe_plugins, get_adversarial_loss, get_modality, get_plugin_manager
+from mmgan.contract.manager import (
+    describe_plugins,
+    get_adversarial_loss,
+    get_modality,
+    get_plugin_manager,
+    training_callbacks,
+)
 from mmgan.engine.best import BestExports
 from mmgan.engine.build import (
     TrainingData,
@@ -119,10 +125,15 @@ class Trainer(RunOutputs):
         self.selection = BestExports(self.pm, config)
         self.facts = RunFacts(self.run_dir)
         self.trackers: Trackers | None = None  # started by fit(), on the run's first written step
+        self.callbacks = training_callbacks(self.pm)
         if resume and checkpoint.checkpoint_dirs(self.run_dir):
             self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed,
                                               (self.opt_g, self.opt_d))
             self.selection.restore(meta.get("best", {}))
+            saved = meta.get("callbacks", {})
+            for callback in self.callbacks:
+                if callback.name in saved:
+                    callback.load_state_dict(saved[callback.name])
             self.train_seconds = float(meta.get("train_seconds", 0.0))
             self.train_cpu_seconds = float(meta.get("train_cpu_seconds", 0.0))
         elif resume:  # stopped before its first checkpoint: start again with its own config
@@ -254,6 +265,8 @@ class Trainer(RunOutputs):
                     self.files.append_metrics(record)
                     self.trackers.log(record, self.step)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith("/adv")}, refresh=False)
+                for callback in self.callbacks:
+                    callback.on_step_end(self.step, {k: v for k, v in record.items() if "/" in k})
             # each modality is sampled, evaluated and exported at the intervals while it trains, and at its
             # own last step; after that, not again (the trunk it shares goes on training for the others)
             live = self.live_modalities()
@@ -275,7 +288,9 @@ class Trainer(RunOutputs):
                     if sample:
                         self.write_samples(sample)
                     if evaluate:
-                        self.evaluate(evaluate)
+                        metrics = self.evaluate(evaluate)
+                        for callback in self.callbacks if metrics else ():
+                            callback.on_evaluation(self.step, metrics)
                     if not save and self.accelerator.is_main_process:
                         for name in ending:
                             self.export(name)
@@ -313,4 +328,6 @@ class Trainer(RunOutputs):
             save_checkpoint(self.accelerator, self.run_dir, self.step, self.ema, self.noise,
                             self.config.train.keep_checkpoints, self.export,
                             {"best": self.selection.best, "train_seconds": round(self.train_seconds, 3),
-                             "train_cpu_seconds": round(self.train_cpu_seconds, 3)})
+                             "train_cpu_seconds": round(self.train_cpu_seconds, 3),
+                             **({"callbacks": {c.name: c.state_dict() for c in self.callbacks}}
+                                if self.callbacks else {})})

@@ -191,19 +191,3 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int = 128, 
             total += float(np.abs(pa - pb).mean(axis=1).sum())
         results.append(total / directions)
     return float(np.mean(results))
-
-
-# The Laplacian-pyramid SWD of images moved to the image plugin (mmgan_image.swd); these names keep
-# working for code written before, with a DeprecationWarning, until the next major version.
-_MOVED_TO_IMAGE = ("laplacian_pyramid", "pyramid_sizes", "patch_descriptors", "normalise_descriptors",
-                   "sliced_wasserstein_distance")
-
-
-def __getattr__(name: str) -> object:
-    if name in _MOVED_TO_IMAGE:
-        import importlib
-
-        warnings.warn(f"mmgan.evaluation.distances.{name} moved to the image plugin: import it from mmgan_image.swd",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module("mmgan_image.swd"), name)
-    raise AttributeError(f"module 'mmgan.evaluation.distances' has no attribute {name!r}")

@@ -11,6 +11,7 @@ import torch
 from mmgan.checkpoint import export_dir_of, exported_modalities, read_export
 from mmgan.config import legacy_modality_values, legacy_trunk_values, section_from_dict
 from mmgan.config.sizes import Part, build_on_meta, check_memory, footprint, host_memory, human_bytes, size_settings
+from mmgan.contract import calls
 from mmgan.contract.manager import get_modality, get_plugin_manager
 from mmgan.contract.modality import ModalityConfig
 from mmgan.errors import CheckpointError, ConfigError
@@ -50,7 +51,7 @@ def load_generator(run_dir: str | Path, modality: str, pm: pluggy.PluginManager 
 
     def build() -> GeneratorSet:
         trunk = LatentTrunk(trunk_config, [modality])
-        built = pm.hook.mmgan_build_generator(modality=modality, config=config, width=trunk.width)
+        built = calls.build_generator(modality, config, trunk.width, pm)
         if built is None:
             raise CheckpointError(f"no installed plugin builds a {modality!r} generator for {origin}")
         return GeneratorSet(trunk, {modality: built}, {modality: config.trunk_depth})

@@ -1,7 +1,7 @@
 """Evaluation shared by ``mmgan eval`` and the engine: what metric plugins receive, and how answers merge.
 
-Every plugin may implement ``mmgan_evaluate(ctx)`` and return ``{metric: value}`` for the modalities it
-knows (None otherwise); ``evaluate`` calls them all and merges the answers. ``EvalContext`` carries the
+A modality object's ``evaluate(ctx)``, and every plugin's ``mmgan_evaluate(ctx)``, return ``{metric: value}``
+(None for modalities they do not measure); ``evaluate`` merges the answers. ``EvalContext`` carries the
 generator under test and hands out seeded real and generated batches, so every plugin sees the same
 samples for the same seed.
 """
@@ -12,8 +12,8 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ import pluggy
 import torch
 from torch import nn
 
-from mmgan.contract.modality import Modality
+from mmgan import __version__
+from mmgan.checkpoint import read_export
+from mmgan.contract import calls, contexts
+from mmgan.contract.manager import get_modality, get_plugin_manager
+from mmgan.data.loading import open_training_data
 from mmgan.errors import MetricError, PluginError
+from mmgan.evaluation.inference import load_generator, pick_modality
 from mmgan.files import atomic_path
-
-# offsets keep the real-sample choice and the generator noise independent streams of one seed
-_NOISE_SEED_OFFSET = 1_000_003
 
 
 class ModalityGenerator(nn.Module):
@@ -41,98 +43,64 @@ class ModalityGenerator(nn.Module):
         return self.generators(self.modality, inputs)
 
 
+def read_real_data(ctx: contexts.EvalContext) -> torch.utils.data.Dataset:
+    """``ctx.data`` opened with ``ctx.seed``: the plugin's dataset, or a stream of WebDataset shards."""
+    pm = ctx.pm or get_plugin_manager()
+    config = ctx.config
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.replace(config, data=ctx.data)
+    return open_training_data(pm, ctx.name, config, ctx.seed)
+
+
 @dataclass
-class EvalContext:
-    """What ``mmgan_evaluate`` receives: one modality's generator and where its real samples come from.
+class EvalContext(contexts.EvalContext):
+    """The contract's :class:`~mmgan.contract.contexts.EvalContext` reading its real data through the
+    modality's plugin (or shards) unless given another ``read_real``."""
 
-    ``generator(inputs)`` returns samples (eval mode, on ``device``); ``data`` is the real-data source
-    string (``builtin:<name>``, a folder, ...); ``options`` holds extra settings such as
-    ``{"inception_weights": path}``. ``real_batches()`` and ``fake_batches()`` are deterministic
-    functions of ``seed``.
-    """
-
-    modality: Modality
-    config: Any
-    generator: nn.Module
-    data: str
-    num_samples: int
-    batch_size: int = 250
-    seed: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    options: dict[str, Any] = field(default_factory=dict)
-    pm: pluggy.PluginManager | None = None
-
-    @property
-    def name(self) -> str:
-        return self.modality.name
-
-    def real_dataset(self) -> torch.utils.data.Dataset:
-        """The real-data source opened with ``seed``: the plugin's dataset, or a stream of WebDataset shards."""
-        from mmgan.contract.manager import get_plugin_manager
-        from mmgan.data.loading import open_training_data
-
-        pm = self.pm or get_plugin_manager()
-        config = self.config
-        if dataclasses.is_dataclass(config):
-            config = dataclasses.replace(config, data=self.data)
-        return open_training_data(pm, self.name, config, self.seed)
-
-    def real_batches(self) -> Iterator[torch.Tensor]:
-        """At most ``num_samples`` real samples (a seeded random subset), float32 on the CPU, in batches."""
-        dataset = self.real_dataset()
-        n = min(self.num_samples, len(dataset))
-        if isinstance(dataset, torch.utils.data.IterableDataset):  # shards: the stream is already shuffled
-            samples = iter(dataset)
-            for start in range(0, n, self.batch_size):
-                yield torch.stack([next(samples) for _ in range(min(self.batch_size, n - start))]).float()
-            return
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))[:n].tolist()
-        for start in range(0, n, self.batch_size):
-            yield torch.stack([dataset[i] for i in order[start:start + self.batch_size]]).float()
-
-    @torch.no_grad()
-    def fake_batches(self) -> Iterator[torch.Tensor]:
-        """``num_samples`` generated samples, float32 on the CPU, in batches.
-
-        An unconditional modality samples ``sample_input`` with a seeded RNG; a conditional one (no
-        ``sample_input``) runs the generator on ``make_input`` of ``real_batches()``, in the same order,
-        so the i-th fake is the reconstruction of the i-th real sample.
-        """
-        gen = torch.Generator().manual_seed(self.seed + _NOISE_SEED_OFFSET)
-        if self.modality.sample_input is None:
-            for real in self.real_batches():
-                yield self._generate(self.modality.make_input(real, self.config, gen))
-            return
-        for start in range(0, self.num_samples, self.batch_size):
-            n = min(self.batch_size, self.num_samples - start)
-            yield self._generate(self.modality.sample_input(n, self.config, gen))
-
-    def paired_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(real, fake)`` batches for a conditional modality: the fake is generated from the real."""
-        gen = torch.Generator().manual_seed(self.seed + _NOISE_SEED_OFFSET)
-        with torch.no_grad():
-            for real in self.real_batches():
-                yield real, self._generate(self.modality.make_input(real, self.config, gen))
-
-    def _generate(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.generator(inputs.to(self.device)).float().cpu()
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.read_real is None:
+            self.read_real = read_real_data
 
 
-def evaluate(ctx: EvalContext, pm: pluggy.PluginManager | None = None) -> dict[str, float]:
-    """Every plugin's metrics for ``ctx.modality``, merged; empty if no plugin evaluates it.
+Value = float | dict[str, Any]
 
-    A metric name returned by two plugins is a PluginError.
-    """
-    from mmgan.contract.manager import get_plugin_manager
 
-    pm = pm or ctx.pm or get_plugin_manager()
-    merged: dict[str, float] = {}
-    for answer in pm.hook.mmgan_evaluate(ctx=ctx):
+def metric_value(modality: str, name: str, value: Any) -> Value:
+    """A metric as evaluation keeps it: a float, or a dict of numbers, booleans and strings (a verdict)."""
+    if isinstance(value, Mapping):
+        kept = {}
+        for key, item in value.items():
+            if not isinstance(item, (bool, int, float, str)):
+                raise PluginError(f"metric {modality}/{name}: {key!r} is a {type(item).__name__}; a metric's "
+                                  "mapping holds numbers, booleans and strings")
+            kept[str(key)] = float(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        return kept
+    return float(value)
+
+
+def evaluate(ctx: contexts.EvalContext, pm: pluggy.PluginManager | None = None) -> dict[str, Value]:
+    """The modality object's metrics for ``ctx.modality`` and every plugin's, merged; empty if nobody
+    evaluates it. A metric name returned twice is a PluginError."""
+    merged: dict[str, Value] = {}
+    for answer in calls.evaluations(ctx, pm or ctx.pm):
         for name, value in (answer or {}).items():
             if name in merged:
                 raise PluginError(f"two plugins return the metric {name!r} for modality {ctx.name!r}")
-            merged[name] = float(value)
+            merged[name] = metric_value(ctx.name, name, value)
     return merged
+
+
+def numbers(results: Mapping[str, Value]) -> dict[str, float]:
+    """The metrics as numbers by name (a mapping's numbers and booleans as ``name/key``): what
+    metrics.jsonl, trackers and ``select_by`` take."""
+    flat: dict[str, float] = {}
+    for name, value in results.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{name}/{k}": float(v) for k, v in value.items() if not isinstance(v, str)})
+        else:
+            flat[name] = value
+    return flat
 
 
 def context_for_run(run_dir: str | Path, modality: str | None = None, data: str | None = None,
@@ -145,9 +113,6 @@ def context_for_run(run_dir: str | Path, modality: str | None = None, data: str 
     evaluated at while training (``<modality>.eval_samples``, ``train.eval_samples``): a run of one
     modality and a run of several are scored on the same number of samples. The generator is the run's
     best export (``<modality>.select_by``) if it kept one and ``last`` is false."""
-    from mmgan.contract.manager import get_modality, get_plugin_manager
-    from mmgan.evaluation.inference import load_generator, pick_modality
-
     pm = pm or get_plugin_manager()
     name = pick_modality(Path(run_dir), modality)
     generators, config = load_generator(run_dir, name, pm, last=last)
@@ -169,9 +134,6 @@ def evaluate_run(run_dir: str | Path, modality: str | None = None, data: str | N
                  options: dict[str, Any] | None = None, pm: pluggy.PluginManager | None = None,
                  last: bool = False) -> dict[str, Any]:
     """What ``mmgan eval`` reports for a run's exported generator: the settings and every plugin's metrics."""
-    from mmgan import __version__
-    from mmgan.checkpoint import read_export
-
     ctx = context_for_run(run_dir, modality, data, num_samples, batch_size, seed, device, options, pm, last)
     started = time.perf_counter()
     results = evaluate(ctx, pm)
@@ -187,7 +149,7 @@ def evaluate_run(run_dir: str | Path, modality: str | None = None, data: str | N
     }
 
 
-def format_table(results: dict[str, float]) -> str:
+def format_table(results: Mapping[str, Value]) -> str:
     """Metrics as an aligned two-column text table."""
     width = max((len(k) for k in results), default=6)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 12}"]
@@ -195,7 +157,9 @@ def format_table(results: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _format(value: float) -> str:
+def _format(value: Value) -> str:
+    if isinstance(value, Mapping):
+        return "  ".join(f"{k}={_format(v) if isinstance(v, float) else v}" for k, v in value.items())
     if not math.isfinite(value):
         return str(value)
     return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"

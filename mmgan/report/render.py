@@ -4,21 +4,27 @@ of each run, rendered by the Jinja2 templates beside this module into one direct
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pluggy
 
 from mmgan import __version__
 from mmgan.config.values import section_from_dict
+from mmgan.contract import calls
+from mmgan.contract.contexts import ModalityName, ReportContext, ReportGroup, ReportSection
+from mmgan.contract.manager import get_modality, get_plugin_manager
 from mmgan.errors import MMGANError
 from mmgan.report.data import UNKNOWN, RunData, config_differences, format_value
 from mmgan.report.plots import Plot, draw_curves
-from mmgan.report.section import ReportContext, ReportGroup, ReportSection
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("mmgan")
 HERE = Path(__file__).resolve().parent
@@ -67,11 +73,40 @@ class SectionView:
 def modality_config(name: str, values: dict[str, Any] | None, pm: pluggy.PluginManager) -> Any:
     """The modality's config dataclass from the run's ``[name]`` section, or None (not installed, or a
     section this version cannot read)."""
-    from mmgan.contract.manager import get_modality
-
     try:
         return section_from_dict(get_modality(name, pm).config_class, values or {}, f"[{name}]")
     except MMGANError:
+        return None
+
+
+def _modality_name(name: str, pm: pluggy.PluginManager) -> ModalityName:
+    try:
+        return ModalityName(get_modality(name, pm))
+    except MMGANError:  # not installed here: the report says so in its section
+        return ModalityName(name)
+
+
+def read_real_samples(ctx: ReportContext, n: int) -> torch.Tensor | None:
+    """The first ``n`` real samples, as the run's sample files showed them beside the generated ones (read
+    again from the run's data source). None when the source cannot be read here (moved, another machine)."""
+    import torch
+
+    from mmgan.data.loading import open_training_data
+    from mmgan.data.shards import ShardStream
+
+    if ctx.config is None:
+        return None
+    try:
+        train = ctx.settings.get("train", {})  # how the run split its shards, so the preview is the same
+        dataset = open_training_data(ctx.pm or get_plugin_manager(), ctx.modality, ctx.config, ctx.seed, 0,
+                                     ctx.processes, int(train.get("num_workers", 0)),
+                                     int(train.get("shuffle_buffer", 512)))
+        count = min(n, len(dataset))
+        if isinstance(dataset, ShardStream):
+            return torch.stack(dataset.preview(count))
+        return torch.stack([dataset[i] for i in range(count)])
+    except (MMGANError, OSError, ValueError) as exc:
+        log.info("report: no real %s samples from %s: %s", ctx.modality, getattr(ctx.config, "data", "?"), exc)
         return None
 
 
@@ -81,18 +116,20 @@ def plugin_sections(run: RunData, index: int, root: Path, media: MediaFiles,
     found: dict[str, list[SectionView]] = {}
     for name in run.modalities:
         out_dir = root / "media" / f"run{index + 1}" / name
-        ctx = ReportContext(modality=name, config=modality_config(name, run.config.get(name), pm), run_dir=run.path,
-                            out_dir=out_dir, steps=[], best=run.best.get(name), last_step=run.last_step,
-                            settings=run.config, seed=run.seed, processes=run.processes, pm=pm)
+        ctx = ReportContext(modality=_modality_name(name, pm), config=modality_config(name, run.config.get(name), pm),
+                            run_dir=run.path, out_dir=out_dir, steps=[], best=run.best.get(name),
+                            last_step=run.last_step, settings=run.config, seed=run.seed, processes=run.processes,
+                            pm=pm)
+        ctx.read_real = functools.partial(read_real_samples, ctx)
         ctx.steps = sorted({int(p.stem[len("step_"):]) for p in _sample_paths(ctx)})
         base = f"r{index + 1}-{name}"
         try:
-            answers = [s for s in pm.hook.mmgan_report_section(ctx=ctx) if s is not None]
+            answers = calls.report_sections(ctx, pm)
         except (MMGANError, OSError) as exc:
             found[name] = [SectionView(base, name, note=f"its section could not be made: {exc}")]
             continue
         if not answers:
-            note = (f"no installed plugin shows {name} samples (hook mmgan_report_section); "
+            note = (f"no installed plugin shows {name} samples (report_section); "
                     f"they are in {run.path / 'samples' / name}")
             found[name] = [SectionView(base, name, note=note)]
             continue

@@ -6,16 +6,16 @@ and imports torch, the networks, the data and the metrics inside the methods tha
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from mmgan.contract.modality import Modality, ModalityConfig
+from mmgan.contract.modality import Modality, ModalityConfig, engine_default
 from mmgan.contract.plugin import ModalityPlugin, hookimpl
 from mmgan.errors import DataError
+from mmgan.metrics import moved_to_plugin
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +38,7 @@ class ImageConfig(ModalityConfig):
     """
 
     # builtin:shapes, a folder of png/jpg/webp images, or WebDataset shards
-    data: str = "builtin:shapes"
+    data: str = engine_default("builtin:shapes")
     # 32 or 64 pixels square (64 is the paper's network)
     image_size: int = 32
     # the length of the noise vector z; 1 to 16384
@@ -48,9 +48,9 @@ class ImageConfig(ModalityConfig):
     # discriminator channels: ndf, 2*ndf, ... doubling at each halving; 1 to 4096
     ndf: int = 64
     # blocks of the shared trunk the image generator goes through: one (docs/benchmarks.md, issue 9)
-    trunk_depth: int = 1
+    trunk_depth: int = engine_default(1)
     # with periodic evaluation (train.eval_every), keep the export with the lowest Frechet distance
-    select_by: str = "fd"
+    select_by: str = engine_default("fd")
     # D stabilisers (mmgan_image.stabilisers), off by default: spectral norm on D's convolutions (and no
     # BatchNorm in D)
     spectral_norm: bool = False
@@ -161,12 +161,25 @@ class ImagePlugin(ModalityPlugin):
         return image_report_section(ctx)
 
     @hookimpl
-    def mmgan_command_options(self, command: str, add: Callable[[click.Option], None]) -> None:
-        if command == "eval":  # read by image_metrics as ctx.options["inception_weights"]
-            add(click.Option(["--inception-weights"], type=click.Path(path_type=Path), metavar="PATH",
-                             help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds the standard FID "
-                                  "(images; image plugin)."))
+    def mmgan_register_commands(self, cli: click.Group) -> None:
+        if not hasattr(cli, "add_option"):  # a group other than mmgan's CLI (a test's) has no core commands
+            return
+        # read by image_metrics as ctx.options["inception_weights"]
+        cli.add_option("eval", click.Option(["--inception-weights"], type=click.Path(path_type=Path), metavar="PATH",
+                                        help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds the "
+                                             "standard FID (images; image plugin)."))
 
 
 # the object the ``image`` entry point names
 plugin = ImagePlugin()
+
+
+def _swd_module() -> object:
+    import mmgan_image.swd
+
+    return mmgan_image.swd
+
+
+# the pyramid SWD was in mmgan.metrics before it moved here; its old names keep working there until mmgan 1.0
+moved_to_plugin(("laplacian_pyramid", "pyramid_sizes", "patch_descriptors", "normalise_descriptors",
+                 "sliced_wasserstein_distance"), "mmgan_image.swd", _swd_module)

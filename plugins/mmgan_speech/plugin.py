@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 import mmgan
-from mmgan.contract.modality import Modality, ModalityConfig
+from mmgan.contract.modality import Modality, ModalityConfig, engine_default
 from mmgan.contract.plugin import ModalityPlugin
 from mmgan.errors import ConfigError
 
@@ -73,9 +73,9 @@ class SpeechConfig(ModalityConfig):
     """
 
     # builtin:speech, a folder of WAV files, an LJSpeech root, or WebDataset shards
-    data: str = "builtin:speech"
+    data: str = engine_default("builtin:speech")
     # MelGAN's hinge loss
-    loss: str = "hinge"
+    loss: str = engine_default("hinge")
     # training segment in samples: a multiple of the hop (256), 1024 to 1048576 (47 s)
     segment_length: int = 8192
     # MelGAN head channels: ngf * 8, 4, 2, 1 after its four upsamplings; 1 to 1024
@@ -132,9 +132,9 @@ class SpeechConfig(ModalityConfig):
     # GAN step's cost; then the discriminators join (as Parallel WaveGAN and multi-band MelGAN start D late).
     # Measured: per CPU-minute, and even per step, reconstruction steps improved every held-out measure
     # faster than the first GAN steps did (docs/benchmarks.md), so the default run is mostly warm-up
-    adversarial_start: int = 3500
+    adversarial_start: int = engine_default(3500)
     # the held-out measure that picks the best export (mmgan vocode/eval use it; --last for the last step)
-    select_by: str = "mcd_db"
+    select_by: str = engine_default("mcd_db")
 
     def validate(self) -> None:
         if not 4 * MEL.hop_length <= self.segment_length <= 2**20 or self.segment_length % MEL.hop_length:

@@ -1,0 +1,50 @@
+"""What an adversarial loss is (:class:`AdversarialLoss`) and how a discriminator's output reads as logits
+(:func:`logits_of`): one tensor, a list of tensors (one per scale) or an object with ``logits``."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported where the losses compute: the contract is imported at every CLI start
+    import torch
+
+
+def logits_of(output: Any) -> list[torch.Tensor]:
+    """The logits of a discriminator output, as a list with one tensor per scale."""
+    import torch
+
+    output = getattr(output, "logits", output)
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, Sequence) and output and all(isinstance(t, torch.Tensor) for t in output):
+        return list(output)
+    raise TypeError(
+        f"discriminator output must be a tensor, a list of tensors or have .logits, not {type(output).__name__}"
+    )
+
+
+class AdversarialLoss(abc.ABC):
+    """A GAN objective: ``d_loss`` for the discriminator step, ``g_loss`` for the generator step.
+
+    Subclasses define the per-scale terms ``_d`` and ``_g`` on logit tensors.
+    """
+
+    def d_loss(self, real: Any, fake: Any) -> torch.Tensor:
+        """Discriminator loss from its outputs on a real and a generated batch."""
+        pairs = list(zip(logits_of(real), logits_of(fake), strict=True))
+        return sum(self._d(r, f) for r, f in pairs) / len(pairs)
+
+    def g_loss(self, fake: Any) -> torch.Tensor:
+        """Generator loss from the discriminator's output on a generated batch."""
+        scales = logits_of(fake)
+        return sum(self._g(f) for f in scales) / len(scales)
+
+    @abc.abstractmethod
+    def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Discriminator loss on one scale's logits."""
+
+    @abc.abstractmethod
+    def _g(self, fake: torch.Tensor) -> torch.Tensor:
+        """Generator loss on one scale's logits."""
