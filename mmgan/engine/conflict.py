@@ -19,11 +19,16 @@ before they are combined, so the result is what one process with the whole batch
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from mmgan.errors import ConfigError
 from mmgan.trunk import block_users
+
+if TYPE_CHECKING:
+    from mmgan.engine.parts import StepParts
 
 METHODS = ("sum", "pcgrad", "normalized")
 _EPS = 1e-20
@@ -83,3 +88,53 @@ def combine(grads: Sequence[torch.Tensor], method: str, generator: torch.Generat
     elif method == "normalized":
         grads = balance_norms(grads)
     return torch.stack(list(grads)).sum(dim=0)
+
+
+# ---- in the generator's update ----------------------------------------------------------------------
+
+
+def shared_trunk_parameters(parts: StepParts, live: list[str]) -> list[torch.Tensor]:
+    """The trainable parameters of the trunk blocks that several of the ``live`` modalities go through (none
+    when the trunk is frozen: then the modalities' gradients on it are not used)."""
+    generators = parts.accelerator.unwrap_model(parts.G)
+    depths = {name: generators.depths[name] for name in live}
+    return [p for p in shared_parameters(generators.trunk, depths) if p.requires_grad]
+
+
+def combined_update(parts: StepParts, total: torch.Tensor, per: dict[str, torch.Tensor],
+                    shared: list[torch.Tensor], step: int) -> None:
+    """The G update with the shared trunk blocks' gradient combined from each modality's (``trunk.gradients``).
+
+    Each modality's gradient on the shared blocks comes from its own loss (``autograd.grad``, which leaves
+    ``.grad`` and DDP's reducer alone), averaged over the processes; then one backward of the summed loss
+    gives every other parameter its gradient, and the shared blocks' is replaced by the combination.
+    """
+    acc = parts.accelerator
+    if acc.gradient_accumulation_steps > 1:
+        raise ConfigError(f"trunk.gradients={parts.trunk_gradients} cannot be combined with gradient accumulation "
+                          f"({acc.gradient_accumulation_steps} steps): use trunk.gradients=sum")
+    generators = acc.unwrap_model(parts.G)
+    # fp16: each modality's gradient from its scaled loss, as the backward's, so that small ones do not
+    # underflow and an overflow reaches the scaler (every combination is linear in the gradients' scale)
+    scaler = getattr(acc, "scaler", None)
+    flat = []
+    for name in per:
+        if generators.depths[name] == 0:  # a modality that does not go through the trunk gives it nothing
+            continue
+        loss = scaler.scale(per[name]) if scaler is not None else per[name]
+        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+        flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                               for g, p in zip(grads, shared, strict=True)]))
+    stacked = torch.stack(flat)
+    if acc.num_processes > 1:
+        stacked = acc.reduce(stacked, reduction="mean")
+    order = torch.Generator().manual_seed(parts.seed * 1_000_003 + step)
+    combined = combine(list(stacked), parts.trunk_gradients, order)
+    parts.opt_g.zero_grad(set_to_none=True)
+    acc.backward(total)
+    offset = 0
+    for p in shared:
+        n = p.numel()
+        p.grad = combined[offset:offset + n].view_as(p).to(p.dtype)
+        offset += n
+    parts.opt_g.step()
