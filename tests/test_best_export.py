@@ -52,6 +52,7 @@ def _meta(run, last=False):
     return checkpoint.read_export(run, "image", last)[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("goal", "best_step"), [("max", 4), ("min", 6)])
 def test_the_best_export_follows_the_metrics_direction(tiny_config, tmp_path, scripted, cli_run, goal, best_step):
     plugin = scripted(goal, [0.5, 0.7, 0.3])
@@ -78,6 +79,7 @@ def test_the_best_export_follows_the_metrics_direction(tiny_config, tmp_path, sc
     assert cli_run("generate", run, "-n", 4, "-o", tmp_path / "g.png", "--last").exit_code == 0
 
 
+@pytest.mark.slow
 def test_the_best_score_survives_resume(tiny_config, tmp_path, scripted):
     scripted("min", [0.2, 0.1, 0.4])
     run = tmp_path / "run"

@@ -49,6 +49,7 @@ class Registers:
 SETTINGS = ["train.eval_every=2", "train.eval_samples=130", "image.eval_samples=130"]
 
 
+@pytest.mark.slow
 def test_a_callback_hears_each_step_and_evaluation_and_resumes_with_its_state(tmp_path):
     unbroken = LossWindow()
     with plugin_registered(Registers(unbroken), name="window"):

@@ -219,6 +219,7 @@ def test_a_plugin_adds_an_option_to_eval_and_its_value_reaches_the_metric_hook(c
         _add_plugin_options(click.Command("eval", params=list(core_params)), get_plugin_manager())
 
 
+@pytest.mark.slow
 def test_quickstart_sets_up_an_environment_and_runs_the_default_job(tmp_path):
     import os
     import subprocess

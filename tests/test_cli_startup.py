@@ -64,6 +64,7 @@ def test_the_light_cli_still_has_every_plugin_command_and_option() -> None:
     assert out.startswith("mmgan, version ")
 
 
+@pytest.mark.slow
 def test_a_command_that_needs_torch_still_gives_its_one_line_error(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "mmgan", "generate", str(tmp_path / "missing"), "-o",
                              str(tmp_path / "grid.png")], cwd=ROOT, env=_env(), capture_output=True, text=True,

@@ -53,6 +53,7 @@ def shards(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(shards, tmp_path):
     run = tmp_path / "run"
     launch(WORKER, "train", tmp_path, "--plugin", "image", "--plugin", "speech", "--data", f"image={shards / 'img'}",
@@ -94,6 +95,7 @@ def test_two_processes_train_image_and_speech_from_shards_in_bf16_and_resume(sha
                 assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a["step"], key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gradients", ["sum", "normalized"])
 def test_two_processes_of_batch_b_give_the_gradients_of_one_process_of_batch_2b(tmp_path, gradients):
     # builtin data through Accelerate's sharded sampler: rank 0 takes the global batch's first B samples,
@@ -151,6 +153,7 @@ cli(sys.argv[2:])
 """
 
 
+@pytest.mark.slow
 def test_a_hanging_process_group_teardown_does_not_keep_a_finished_run_from_exiting(tmp_path):
     from conftest import tiny_args
 

@@ -46,6 +46,7 @@ def wait_for_step(run: Path, step: int, process: subprocess.Popen, timeout: floa
     raise AssertionError(f"no step {step} in {run} within {timeout} s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_at_a_step_boundary_with_a_checkpoint(cli_run, tmp_path, signum, code):
     """Faults 2, 38, 39: the first SIGTERM/SIGINT writes a checkpoint, says how to continue, exits 143/130."""

@@ -63,6 +63,7 @@ def test_flite_speech_writes_disjoint_splits_the_plugin_opens(tmp_path: Path) ->
     assert len(find_wav_files(out / "test")) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian's espeak-ng (apt-get install espeak-ng)")
 def test_espeak_speech_writes_a_held_out_folder_at_the_plugin_rate(tmp_path: Path) -> None:
     out = tmp_path / "espeak"
@@ -85,6 +86,7 @@ def test_espeak_speech_writes_a_held_out_folder_at_the_plugin_rate(tmp_path: Pat
     assert not [f for f in (tmp_path / "bad").rglob("*") if f.is_file()]
 
 
+@pytest.mark.slow
 def test_quality_speech_measures_griffin_lim_on_a_folder_without_a_run(tmp_path: Path) -> None:
     t = np.arange(int(1.5 * SR)) / SR
     pitch = 2 * np.pi * np.cumsum(120.0 + 30.0 * np.sin(2 * np.pi * 3.0 * t)) / SR  # a gliding voice

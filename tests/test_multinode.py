@@ -65,6 +65,7 @@ def unbroken(shards, tmp_path_factory):  # noqa: F811 - the fixture imported abo
     return dumps
 
 
+@pytest.mark.slow
 def test_two_machines_train_from_shards_split_by_global_rank_and_only_rank_0_writes(shards, unbroken):  # noqa: F811
     run = unbroken / "run"
     ranks = [load_file(str(unbroken / f"rank{r}.safetensors")) for r in range(2)]
@@ -91,6 +92,7 @@ def test_two_machines_train_from_shards_split_by_global_rank_and_only_rank_0_wri
     assert json.loads((run / "run.json").read_text())["processes"] == 2
 
 
+@pytest.mark.slow
 def test_a_killed_rank_stops_the_other_machine_in_one_line_and_the_run_resumes_exactly(shards, unbroken, tmp_path):  # noqa: F811
     run = tmp_path / "run"
     machines = start_machines(tmp_path, WORKER, "cli", tmp_path, "run", *data(shards), "--out", run, "--steps", 100_000,
@@ -123,6 +125,7 @@ def test_a_killed_rank_stops_the_other_machine_in_one_line_and_the_run_resumes_e
         assert {k: v for k, v in a.items() if "/" in k} == {k: v for k, v in b.items() if "/" in k}, a["step"]
 
 
+@pytest.mark.slow
 def test_a_frozen_rank_is_named_within_the_rank_timeout(tmp_path):
     """A rank that stops answering without closing its connections (SIGSTOP: a machine gone from the network)
     ends the others after MMGAN_RANK_TIMEOUT, not after the process group's hour."""
@@ -157,6 +160,7 @@ def test_resume_auto_starts_a_run_then_continues_it(cli_run, tmp_path):
     assert_one_line_error(cli_run("run", "--plugin", "image", "--resume", "auto"), "--resume auto needs --out")
 
 
+@pytest.mark.slow
 def test_the_gpu_readiness_script_runs_at_tiny_sizes_without_a_gpu(tmp_path):
     """benchmarks/gpu.sh --tiny: every step of the GPU check (training in fp32 and bf16, generate, vocode, eval,
     both benchmarks) at tiny sizes, into one results file; with mmgan and its dependencies already installed."""

@@ -81,6 +81,7 @@ def test_a_modality_stops_at_its_own_steps_while_the_other_and_the_trunk_go_on(t
                for k, v in live.heads["speech"].state_dict().items())
 
 
+@pytest.mark.slow
 def test_resume_is_exact_across_a_modality_s_last_step(tmp_path):
     extra = ["image.steps=3", "speech.lr_g=1e-3"]
     Trainer(multitask(tmp_path / "full", extra=extra), progress=False).fit()
@@ -158,6 +159,7 @@ def test_shared_exclusive_blocks_keep_every_block_at_the_trunk_s_settings_as_old
         multitask(tmp_path / "bad", extra=["trunk.exclusive_blocks=mine"])
 
 
+@pytest.mark.slow
 def test_a_finished_modality_keeps_the_samples_evaluation_and_export_of_its_own_last_step(tmp_path):
     # image's last step (3) is on no interval: it is written there anyway, and not again at the loop's end,
     # where the trunk has moved on for speech

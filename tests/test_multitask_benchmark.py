@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import SPEECH_TINY, TINY
 from test_flite_speech import run_script
 
 SETTINGS = [s for s in (*TINY, *SPEECH_TINY) if s != "train.eval_every=0"]
 
 
+@pytest.mark.slow
 def test_the_multitask_benchmark_trains_scores_and_tabulates(tmp_path: Path) -> None:
     root = tmp_path / "mt"
     sets = [a for s in (*SETTINGS, "train.steps=1", "train.batch_size=2", "image.steps=1", "speech.steps=1")
@@ -33,6 +35,7 @@ def test_the_multitask_benchmark_trains_scores_and_tabulates(tmp_path: Path) -> 
     assert "| both | 1 |" in table and ("within the spread" in table or "beyond the spread" in table)
 
 
+@pytest.mark.slow
 def test_a_remedy_or_control_contender_is_its_run_with_its_setting(tmp_path: Path) -> None:
     root = tmp_path / "mt"
     sets = [a for s in (*SETTINGS, "train.steps=1", "train.batch_size=2", "image.steps=1", "speech.steps=1")

@@ -51,6 +51,7 @@ def files_of(run: Path) -> dict[str, float]:
     return {str(p.relative_to(run)): p.stat().st_mtime for p in run.rglob("*") if "report" not in p.parts}
 
 
+@pytest.mark.slow
 def test_report_of_an_image_run_shows_config_facts_curves_grids_and_the_best_step(image_run):
     before = files_of(image_run)
     out = run_cli("report", image_run)
@@ -92,6 +93,7 @@ def test_report_of_a_multi_task_run_has_each_modality_with_audio_and_mels(multi_
     assert "speech/g/mel" not in html and "g/mel" in html  # the speech losses are curves too
 
 
+@pytest.mark.slow
 def test_comparison_lists_config_differences_first_and_overlays_curves(image_run, tmp_path):
     other = tmp_path / "img-lr"
     run_cli("run", "--plugin", "image", *tiny_args(other, steps=2), "--set", "train.lr_d=0.0001")
@@ -106,6 +108,7 @@ def test_comparison_lists_config_differences_first_and_overlays_curves(image_run
     assert (tmp_path / "cmp" / "media" / "run2" / "image" / "step_000002.png").is_file()
 
 
+@pytest.mark.slow
 def test_report_of_a_run_still_training_and_of_an_old_run(image_run, tmp_path):
     running = tmp_path / "running"
     shutil.copytree(image_run, running, ignore=shutil.ignore_patterns("report", "checkpoints"))
@@ -147,6 +150,7 @@ def test_report_help_imports_neither_torch_nor_matplotlib():
 
 @pytest.mark.skipif(CHROMIUM is None and not IN_CI,
                     reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it under CI)")
+@pytest.mark.slow
 def test_report_in_a_real_browser(multi_run, tmp_path):
     try:
         from playwright.sync_api import sync_playwright

@@ -17,6 +17,7 @@ def _run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProc
     return result
 
 
+@pytest.mark.slow
 def test_new_plugins_install_pass_their_tests_and_train(tmp_path, cli_run):
     for args in (["wave", "--modality"], ["moments"]):
         result = cli_run("new-plugin", *args, "-o", tmp_path)

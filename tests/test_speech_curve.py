@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import SPEECH_TINY, TINY_CORE
 from test_flite_speech import run_script
 
@@ -14,6 +15,7 @@ from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
 
 
+@pytest.mark.slow
 def test_the_curve_joins_evaluations_with_training_minutes_and_griffin_lim(tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = cfg.resolve(get_modality, plugins=["speech"], out=run, steps=4, batch_size=2,

@@ -45,6 +45,7 @@ def test_head_multiplies_frames_by_the_hop(frames):
     assert head(torch.randn(2, WIDTH, frames)).shape == (2, 1, frames * 256)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ratios", [(8, 8, 2, 2), (5, 3), (4, 4, 4, 4)])
 def test_odd_and_other_ratios_multiply_length_exactly(ratios):
     head = MelGANHead(width=8, ratios=ratios, ngf=2)

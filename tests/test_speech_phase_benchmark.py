@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import TINY_CORE
 from test_flite_speech import run_script
 
@@ -12,6 +13,7 @@ from mmgan.contract.manager import get_modality
 from mmgan.engine import Trainer
 
 
+@pytest.mark.slow
 def test_the_diagnostic_scores_a_run_s_phase_and_the_references(tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = cfg.resolve(get_modality, plugins=["speech"], out=run, steps=2, batch_size=2,
@@ -32,6 +34,7 @@ def test_the_diagnostic_scores_a_run_s_phase_and_the_references(tmp_path: Path) 
                - rows[("(no run)", "true magnitude + centre advance")]) < 0.05
 
 
+@pytest.mark.slow
 def test_the_projection_probe_rebuilds_the_wave_from_the_head_s_spectrum_and_scores_each_row(tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = cfg.resolve(get_modality, plugins=["speech"], out=run, steps=2, batch_size=2,

@@ -168,6 +168,7 @@ def test_init_trunk_between_trunks_of_different_depths(tmp_path):
         assert torch.equal(back.accelerator.unwrap_model(back.G).trunk.blocks[0].state_dict()[key], value), key
 
 
+@pytest.mark.slow
 def test_freeze_trunk_keeps_the_transferred_blocks_and_trains_film(tmp_path, cli_run):
     image_run = tmp_path / "img"
     config = cfg.resolve(get_modality, plugins=["image"], out=image_run, steps=2, batch_size=4, overrides=TINY)

@@ -308,6 +308,7 @@ def test_chunked_vocos_vocoding_equals_unchunked(vocos_run):
         assert torch.allclose(vocode(generator, mel, chunk_frames=chunk), whole, atol=1e-5), chunk
 
 
+@pytest.mark.slow
 def test_a_short_vocos_training_lowers_the_mel_loss(tmp_path, cli_run):
     # the whole GAN objective (hinge, feature matching, mel L1 x 45) with the MPD alone: seconds on a CPU
     run = tmp_path / "run"
@@ -330,6 +331,7 @@ def test_vocos_config_mistakes_are_one_line(setting, fragment, tmp_path, cli_run
     assert_one_line_error(cli_run(*vocos_args(tmp_path / "run", extra=[setting])), "[speech]", fragment)
 
 
+@pytest.mark.slow
 def test_phase_projections_train_from_their_start_step_and_always_vocode(tmp_path, cli_run, monkeypatch):
     import mmgan_speech.vocos as vocos
 
