@@ -33,8 +33,8 @@ from harness import machine_header, trainer_step_fn
 from torch.utils.data import DataLoader
 
 from mmgan import config as cfg
-from mmgan.contract.manager import get_modality
-from mmgan.data.shards import ShardStream, open_shards, pack
+from mmgan.api import get_modality
+from mmgan.data import ShardStream, open_shards, pack
 from mmgan.engine import Trainer
 from mmgan_image.shards import ImageCodec
 from mmgan_speech.shards import SpeechCodec

@@ -33,11 +33,9 @@ from safetensors.torch import load_file
 
 from mmgan import checkpoint
 from mmgan import config as cfg
-from mmgan.contract.manager import get_modality
-from mmgan.engine import Trainer
-from mmgan.engine.ema import batchnorm_layers, recalibrate_batchnorm
-from mmgan.evaluation.inference import load_generator
-from mmgan.evaluation.scoring import EvalContext, ModalityGenerator, evaluate
+from mmgan.api import get_modality, load_generator
+from mmgan.engine import Trainer, batchnorm_layers, recalibrate_batchnorm
+from mmgan.evaluation import EvalContext, ModalityGenerator, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine_header  # noqa: E402

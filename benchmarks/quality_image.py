@@ -132,8 +132,7 @@ COLUMNS = ("swd_32", "swd_16", "swd", "fd", "kid", "precision", "recall", "mode_
 
 
 def compare(args: argparse.Namespace) -> None:
-    from mmgan.contract.manager import get_modality
-    from mmgan.evaluation.scoring import EvalContext, evaluate, evaluate_run
+    from mmgan.api import EvalContext, evaluate, evaluate_run, get_modality
 
     torch.set_num_threads(args.threads)
     header = machine_header(args.threads)
@@ -157,7 +156,7 @@ def compare(args: argparse.Namespace) -> None:
 
 def class_counts(args: argparse.Namespace) -> None:
     """How many of n samples the shapes classifier puts in each class, per run: which modes are missing."""
-    from mmgan.evaluation.scoring import context_for_run
+    from mmgan.api import context_for_run
     from mmgan_image.datasets import CLASS_NAMES
     from mmgan_image.features import features_and_classes
 

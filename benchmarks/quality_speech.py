@@ -38,9 +38,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mmgan.contract.manager import get_modality
+from mmgan.api import get_modality, load_generator
 from mmgan.errors import DataError
-from mmgan.evaluation.inference import load_generator
 from mmgan_speech.mel import MelConfig, mel_filterbank, mel_spectrogram
 from mmgan_speech.metrics import held_out_clips, missing_optional_message, speech_metrics
 from mmgan_speech.networks import remove_weight_norm

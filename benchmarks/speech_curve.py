@@ -140,7 +140,7 @@ def triple(run: Path, out: Path, clip_index: int = 0, phase_iterations: int | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mmgan.evaluation.inference import load_generator
+    from mmgan.api import load_generator
     from mmgan_speech.audio import write_wav
     from mmgan_speech.vocode import vocode
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from mmgan.evaluation.inference import load_generator
+from mmgan.api import load_generator
 from mmgan_speech.losses import phase_derivative_loss
 from mmgan_speech.mel import MelConfig, mel_spectrogram
 from mmgan_speech.metrics import held_out_clips

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from mmgan.contract.manager import get_modality
+from mmgan.api import get_modality
 from mmgan_speech.mel import MelConfig, mel_spectrogram
 from mmgan_speech.metrics import held_out_clips, speech_metrics
 from mmgan_speech.networks import remove_weight_norm
@@ -55,7 +55,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     machine_header(args.threads)
     get_modality("speech")
-    from mmgan.evaluation.inference import load_generator
+    from mmgan.api import load_generator
 
     generator, config = load_generator(args.run, "speech")
     if config.generator != "vocos":

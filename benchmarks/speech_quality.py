@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 
+from mmgan.api import get_modality, get_plugin_manager, load_generator
 from mmgan.config import section_from_dict
-from mmgan.contract.manager import get_modality, get_plugin_manager
 from mmgan.engine import build_generators
-from mmgan.evaluation.inference import load_generator
 from mmgan.trunk import GeneratorSet, TrunkConfig
 from mmgan_speech.datasets import SpeechLikeDataset
 from mmgan_speech.losses import mel_l1

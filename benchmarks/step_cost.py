@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine_header, trainer_step_fn  # noqa: E402
 
-import mmgan.contract.manager  # noqa: E402
+from mmgan.api import get_modality  # noqa: E402
 from mmgan.config import resolve  # noqa: E402
 from mmgan.engine import Trainer  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> None:
     steps = {}
     with tempfile.TemporaryDirectory(prefix="mmgan-cost-") as tmp:
         for name, overrides in variants.items():
-            config = resolve(mmgan.contract.manager.get_modality, plugins=[args.modality], out=Path(tmp, name), seed=0,
+            config = resolve(get_modality, plugins=[args.modality], out=Path(tmp, name), seed=0,
                              overrides=[*overrides, "train.steps=1000000"])
             torch.manual_seed(0)
             steps[name] = trainer_step_fn(Trainer(config, progress=False))

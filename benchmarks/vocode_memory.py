@@ -34,7 +34,7 @@ import scipy.signal
 import torch
 from harness import machine_header
 
-import mmgan.contract.manager
+from mmgan.api import get_modality
 from mmgan.config import resolve
 from mmgan.engine import Trainer
 from mmgan_speech.audio import write_wav_stream
@@ -131,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mmgan-vocode-memory-") as tmp:
         folder = Path(tmp)
         overrides = ["speech.generator=vocos", "train.mixed_precision=no", *args.overrides]
-        config = resolve(mmgan.contract.manager.get_modality, plugins=["speech"], out=folder / "run", steps=1, seed=0,
+        config = resolve(get_modality, plugins=["speech"], out=folder / "run", steps=1, seed=0,
                          overrides=overrides)  # fmt: skip
         Trainer(config, progress=False).export()  # the untrained generator, as a run's export/ holds it
         m, trunk = config.modalities["speech"], config.trunk

@@ -46,10 +46,9 @@ from harness import machine_header, trainer_step_fn
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mmgan.api import get_modality
+from mmgan.api import get_modality, load_generator
 from mmgan.config import resolve
 from mmgan.engine import Trainer
-from mmgan.evaluation.inference import load_generator
 from mmgan.trunk import GeneratorSet, LatentTrunk
 from mmgan_speech.datasets import SpeechLikeDataset
 from mmgan_speech.mel import MelConfig, mel_spectrogram

@@ -150,3 +150,19 @@ def test_the_contract_has_at_most_nine_hooks():
 
     specs = [name for name in vars(hookspecs) if name.startswith("mmgan_")]
     assert len(specs) <= 9, specs
+
+
+# what benchmarks (and other code outside mmgan/) may import from core: the public API and the face of each
+# subpackage (its __init__), never a module inside one
+PUBLIC_PATHS = {"mmgan", "mmgan.api", "mmgan.errors", "mmgan.files", "mmgan.losses", "mmgan.trunk", "mmgan.checkpoint",
+                "mmgan.testing", "mmgan.config", "mmgan.data", "mmgan.evaluation", "mmgan.engine", "mmgan.cli",
+                "mmgan.report"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks").glob("*.py")), ids=lambda p: p.name)
+def test_benchmarks_use_public_paths_only(path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        private = [n for n in names if n.split(".")[0] == "mmgan" and n not in PUBLIC_PATHS]
+        assert not private, f"{path.name} imports {private}: use mmgan.api or a subpackage's own names"

@@ -58,3 +58,10 @@ def test_new_plugin_s_loss_term_of_contract_6_still_logs_its_term(tmp_path):
     with plugin_registered("legacy_v6.moments_v6", name="moments"):
         run = tiny_run(tmp_path / "run", plugins=["image"], steps=2, overrides=["moments.weight=0.5"])
     assert all("image/g/moments" in row for row in read_metrics(run) if "image/g/adv" in row)
+
+
+def test_new_plugin_s_modality_of_contract_6_still_trains(tmp_path):
+    with plugin_registered("legacy_v6.wave_v6:plugin", name="wave"):
+        run = tiny_run(tmp_path / "run", plugins=["wave"], steps=2)
+    assert (run / "export" / "wave.safetensors").is_file()
+    assert list((run / "samples" / "wave").glob("step_*.png"))

@@ -3,7 +3,8 @@
 A reader can take it one part at a time:
 
 - ``build``:   a run's networks (stems and heads around one shared trunk), its accelerator, its data;
-- ``step``:    one training step: a D update, then a G update, both through one loss loop;
+- ``step``:    one training step, top to bottom: update D, update G (``objective``: the loss of each half;
+  ``parts``: what a step works with);
 - ``conflict``: how the modalities' gradients combine on the trunk blocks they share;
 - ``ema``:     the EMA generator (decay schedule, update);
 - ``rundir``:  the files of a run directory (config.toml, metrics.jsonl);
@@ -15,7 +16,8 @@ A reader can take it one part at a time:
 """
 
 from mmgan.engine.build import build_discriminators, build_generators, load_trunk
-from mmgan.engine.ema import ema_decay
+from mmgan.engine.ema import batchnorm_layers, ema_decay, recalibrate_batchnorm
 from mmgan.engine.trainer import Trainer
 
-__all__ = ["Trainer", "build_discriminators", "build_generators", "ema_decay", "load_trunk"]
+__all__ = ["Trainer", "batchnorm_layers", "build_discriminators", "build_generators", "ema_decay", "load_trunk",
+           "recalibrate_batchnorm"]

@@ -3,6 +3,7 @@ feature sets (``distances``) and loading exported generators (``inference``)."""
 
 from __future__ import annotations
 
+from mmgan.evaluation.inference import load_generator, pick_modality, sample
 from mmgan.evaluation.scoring import (
     EvalContext,
     ModalityGenerator,
@@ -14,4 +15,4 @@ from mmgan.evaluation.scoring import (
 )
 
 __all__ = ["EvalContext", "ModalityGenerator", "context_for_run", "evaluate", "evaluate_run", "format_table",
-           "write_report"]
+           "load_generator", "pick_modality", "sample", "write_report"]
