@@ -309,13 +309,15 @@ def check_plugin_command(modality: str, overrides: tuple[str, ...], steps: int, 
 @cli.command(name="new-plugin")
 @click.argument("name")
 @click.option("--modality", is_flag=True, help="A modality skeleton; without it, a loss term for every modality.")
+@click.option("--shape", type=click.Choice(["sequence", "image"]), default=None,
+              help="With --modality, its skeleton: sequence (a 1-D signal; the default) or image (3x32x32 RGB).")
 @click.option("-o", "--out", "parent", type=click.Path(path_type=Path), default=Path("."), show_default=True,
               help="Directory in which the package directory mmgan-NAME is created.")
-def new_plugin(name: str, modality: bool, parent: Path) -> None:
+def new_plugin(name: str, modality: bool, shape: str | None, parent: Path) -> None:
     """Write a pip-installable plugin package: entry point, skeleton, README and a passing test."""
     from mmgan.cli.scaffold import write_plugin
 
-    root = write_plugin(name, parent, modality=modality)
+    root = write_plugin(name, parent, modality=modality, shape=shape)
     click.echo(f"wrote {root}; next: pip install -e '{root}[test]' && python -m pytest -q {root}")
 
 
