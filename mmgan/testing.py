@@ -21,14 +21,10 @@ from pathlib import Path
 
 from mmgan.contract.manager import get_plugin_manager
 
-# small sizes for the built-in modalities and the trunk: real networks, seconds on a CPU
+# small sizes for the trunk and the loop: real networks, seconds on a CPU (each modality's own tiny sizes
+# are its Modality.test_settings)
 TINY_SETTINGS = ("trunk.width=32", "trunk.depth=1", "train.log_every=1", "train.num_samples=16",
                  "train.sample_every=2", "train.checkpoint_every=2", "train.eval_every=0")
-TINY_MODALITY_SETTINGS = {
-    "image": ("image.image_size=32", "image.ngf=8", "image.ndf=8", "image.nz=16"),
-    "speech": ("speech.segment_length=2048", "speech.mpd_channels=2", "speech.mrd_channels=2",
-               "speech.adversarial_start=0"),
-}
 
 
 def load_plugin(target: object | str) -> object:
@@ -60,15 +56,15 @@ def plugin_registered(target: object | str, name: str) -> Iterator[object]:
 
 def tiny_run(out: str | Path, plugins: Sequence[str], steps: int = 2, batch_size: int = 4,
              overrides: Sequence[str] = ()) -> Path:
-    """Train a run of ``plugins`` for ``steps`` steps at tiny sizes (TINY_SETTINGS, plus the built-in
-    modalities' own); ``overrides`` (``section.key=value``) come last. Returns the run directory."""
+    """Train a run of ``plugins`` for ``steps`` steps at tiny sizes (TINY_SETTINGS, plus each modality's
+    ``test_settings``); ``overrides`` (``section.key=value``) come last. Returns the run directory."""
     from mmgan import config as cfg
     from mmgan.contract.manager import get_modality
     from mmgan.engine import Trainer
 
     settings = [*TINY_SETTINGS]
     for name in plugins:
-        settings += TINY_MODALITY_SETTINGS.get(name, ())
+        settings += get_modality(name).test_settings
     config = cfg.resolve(get_modality, plugins=list(plugins), out=out, steps=steps, batch_size=batch_size,
                          overrides=[*settings, *overrides])
     return Trainer(config, progress=False).fit()

@@ -4,6 +4,7 @@ kind (imports under TYPE_CHECKING and inside functions count), and core never im
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,12 @@ def test_benchmarks_use_public_paths_only(path):
             [node.module or ""] if isinstance(node, ast.ImportFrom) else []
         private = [n for n in names if n.split(".")[0] == "mmgan" and n not in PUBLIC_PATHS]
         assert not private, f"{path.name} imports {private}: use mmgan.api or a subpackage's own names"
+
+
+def test_core_holds_no_built_in_plugin_s_settings():
+    modalities = [name.removeprefix("mmgan_") for name in BUILT_IN_PLUGINS]
+    setting = re.compile(rf"^({'|'.join(modalities)})\.\w+=")
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not setting.match(node.value), f"{name} holds the setting {node.value!r}"

@@ -139,6 +139,8 @@ class Modality:
     ``eval_samples`` is how many samples a full evaluation needs (``mmgan eval``'s default ``-n``): 5000
     images for SWD's protocol, a few tens of vocoded clips, which cost seconds each. During training
     ``train.eval_samples`` caps it.
+    ``test_settings`` are ``<modality>.key=value`` settings that make its networks tiny (seconds on a CPU)
+    for tests: :func:`mmgan.testing.tiny_run` applies them (contract version 7).
     """
 
     name: str
@@ -151,6 +153,7 @@ class Modality:
     bf16: bool = False
     trunk_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     legacy_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    test_settings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

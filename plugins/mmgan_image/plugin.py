@@ -98,6 +98,8 @@ class ImagePlugin(ModalityPlugin):
         make_input=noise_for_batch,
         sample_input=noise,
         description="DCGAN (Radford et al. 2015), 32x32 or 64x64 RGB",
+        # tiny networks for tests (mmgan.testing.tiny_run)
+        test_settings=("image.image_size=32", "image.ngf=8", "image.ndf=8", "image.nz=16"),
         # ema_decay 0: DCGAN's averaged weights sampled worse than its live ones at every measured seed
         # (docs/benchmarks.md); eval_every with select_by keeps the best export of the run
         train_defaults={"steps": 5000, "batch_size": 32, "ema_decay": 0.0, "eval_every": 500},

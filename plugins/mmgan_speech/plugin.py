@@ -192,6 +192,9 @@ class SpeechPlugin(ModalityPlugin):
         make_input=log_mel,
         sample_input=None,  # conditional: `mmgan vocode` gives it a wav or a mel
         description="GAN vocoder, Vocos (Siuzdak 2023) or MelGAN: 22.05 kHz log-mel in, waveform out",
+        # tiny networks for tests (mmgan.testing.tiny_run), adversarial from the first step
+        test_settings=("speech.segment_length=2048", "speech.mpd_channels=2", "speech.mrd_channels=2",
+                       "speech.adversarial_start=0"),
         # held-out clips per evaluation: a 4-s clip costs about a second of vocoding and metrics on a CPU
         eval_samples=32,
         # Vocos's optimiser (Adam 5e-4, betas 0.8/0.9) and batch; the steps fit the 20-minute default run on
