@@ -34,3 +34,7 @@ class MetricError(MMGANError):
 
 class StorageError(MMGANError):
     """A file or directory that cannot be written: disk full, read-only filesystem, no permission."""
+
+
+class TrainingDiverged(MMGANError):
+    """A run whose losses or weights became non-finite (NaN or inf): it stops, writing nothing from that state."""

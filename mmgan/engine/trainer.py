@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from mmgan.engine.build import (
 )
 from mmgan.engine.distributed import RankWatch, convert_sync_batchnorm, end_training, rank0_work
 from mmgan.engine.ema import ema_groups, update_ema_groups
+from mmgan.engine.finite import check_losses, check_weights
 from mmgan.engine.optim import discriminator_optimizer, exclusive_block_owners, generator_optimizer, per_modality_groups
 from mmgan.engine.outputs import RunOutputs
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
@@ -254,13 +254,13 @@ class Trainer(RunOutputs):
             self.train_cpu_seconds += time.process_time() - cpu_started
             self.step += 1
             bar.update(1)
+            check_losses(acc, losses, self.step, self.run_dir)  # a NaN stops here, before anything is written
             if self.step % t.log_every == 0 or self.step == t.steps:
                 now = time.perf_counter()
                 record = {"step": self.step, **mean_over_processes(self.accelerator, losses),
                           "steps_per_s": (self.step - last_step) / max(now - last_time, 1e-9),
                           "train_s": round(self.train_seconds, 3), "train_cpu_s": round(self.train_cpu_seconds, 3)}
                 last_time, last_step = now, self.step
-                self._check_finite(record)
                 if acc.is_main_process:
                     self.files.append_metrics(record)
                     self.trackers.log(record, self.step)
@@ -276,6 +276,7 @@ class Trainer(RunOutputs):
                 if t.eval_every else []
             save = self.step % t.checkpoint_every == 0 or self.step == t.steps
             if sample or evaluate or save:  # a modality's last step is always in `sample`
+                self.check_weights()
                 if self.step == t.steps:
                     bar.close()
                     if acc.is_main_process:  # the last writes can take a while (speech: many clips)
@@ -300,6 +301,7 @@ class Trainer(RunOutputs):
             if signum is not None:
                 bar.close()
                 if not save:
+                    self.check_weights()
                     self.prepare_ema()
                     self.save_checkpoint()
                 raise Stopped(signum, self.step)
@@ -316,11 +318,10 @@ class Trainer(RunOutputs):
                           self.accelerator.unwrap_model(self.G))
         return losses
 
-    def _check_finite(self, record: dict[str, float]) -> None:
-        bad = [k for k, v in record.items() if not math.isfinite(v)]
-        if bad:
-            log.warning("step %d: non-finite losses %s; lower the learning rate or try train.loss=hinge",
-                        self.step, ", ".join(bad))
+    def check_weights(self) -> None:
+        """A TrainingDiverged before anything is written from non-finite weights (every rank calls it)."""
+        check_weights(self.accelerator, {"generator": self.accelerator.unwrap_model(self.G),
+                                         "discriminator": self.D_module, "ema": self.ema}, self.step, self.run_dir)
 
     def save_checkpoint(self) -> None:
         """A checkpoint of this step (every rank calls it), then the export (rank 0)."""
