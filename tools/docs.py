@@ -26,6 +26,8 @@ import textwrap
 import typing
 from pathlib import Path
 
+from docs_contract import signature
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 BUILT_IN = ("image", "speech")
@@ -103,36 +105,13 @@ def config_reference() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _annotation(value: typing.Any) -> str:
-    # annotations are strings under ``from __future__ import annotations``: show them as written
-    return value if isinstance(value, str) else inspect.formatannotation(value)
-
-
-def _signature(target: typing.Any) -> str:
-    sig = inspect.signature(target)
-    params = []
-    for p in sig.parameters.values():
-        text = p.name if p.kind is not p.VAR_POSITIONAL else f"*{p.name}"
-        text = f"**{p.name}" if p.kind is p.VAR_KEYWORD else text
-        if p.annotation is not p.empty:
-            text += f": {_annotation(p.annotation)}"
-        if p.default is not p.empty:
-            default = "<factory>" if repr(p.default) == "<factory>" else repr(p.default)
-            text += f" = {default}" if p.annotation is not p.empty else f"={default}"
-        params.append(text)
-    result = f"({', '.join(params)})"
-    if sig.return_annotation is not sig.empty:
-        result += f" -> {_annotation(sig.return_annotation)}"
-    return result
-
-
 def _method_lines(cls: type) -> list[str]:
     """The public methods a class defines itself, each with its signature and first docstring paragraph."""
     lines = []
     for name, value in vars(cls).items():
         if name.startswith("_") or not inspect.isfunction(value) or not inspect.getdoc(value):
             continue
-        sig = _signature(value)  # without self
+        sig = signature(value)  # without self
         sig = "(" + sig[1:].split(", ", 1)[1] if sig.startswith("(self, ") else sig.replace("(self)", "()")
         doc = inspect.getdoc(value).split("\n\n")[0].replace("\n", " ")
         lines.append(f"- `{cls.__name__}.{name}{sig}`: {doc}")
@@ -156,12 +135,12 @@ def api_reference() -> str:
             continue
         target = getattr(obj, "__wrapped__", obj)
         try:
-            signature = _signature(target)
+            shown = signature(target)
         except (TypeError, ValueError):  # exceptions: no Python signature of their own
-            signature = "(message)" if issubclass(target, Exception) else "(...)"
+            shown = "(message)" if issubclass(target, Exception) else "(...)"
         kind = "class" if inspect.isclass(obj) else "def"
         doc = (inspect.getdoc(target) or "").split("\n\n")[0].replace("\n", " ")
-        parts += [f"### `{name}`", "", "```python", f"{kind} {name}{signature}", "```", "", doc,
+        parts += [f"### `{name}`", "", "```python", f"{kind} {name}{shown}", "```", "", doc,
                   f"(`{target.__module__}`)", ""]
         if inspect.isclass(obj) and not issubclass(obj, Exception):
             parts += _method_lines(obj)

@@ -12,16 +12,19 @@ def _annotation(value: typing.Any) -> str:
 
 
 def signature(target: typing.Any, skip_self: bool = False) -> str:
+    """``(a: int, b: str = 'x') -> T`` as written in the source (annotations are strings there)."""
     sig = inspect.signature(target)
     params = []
     for p in sig.parameters.values():
         if skip_self and p.name == "self":
             continue
-        text = p.name
+        text = p.name if p.kind is not p.VAR_POSITIONAL else f"*{p.name}"
+        text = f"**{p.name}" if p.kind is p.VAR_KEYWORD else text
         if p.annotation is not p.empty:
             text += f": {_annotation(p.annotation)}"
         if p.default is not p.empty:
-            text += f" = {p.default!r}" if p.annotation is not p.empty else f"={p.default!r}"
+            default = "<factory>" if repr(p.default) == "<factory>" else repr(p.default)
+            text += f" = {default}" if p.annotation is not p.empty else f"={default}"
         params.append(text)
     result = f"({', '.join(params)})"
     if sig.return_annotation is not sig.empty:

@@ -14,37 +14,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmgan.config.legacy import (  # noqa: F401  (re-exported: mmgan.config's names before the split)
-    LEGACY_MODALITY_VALUES,
-    LEGACY_TRUNK_VALUES,
-    legacy_modality_values,
-    legacy_trunk_values,
-)
+from mmgan.config.legacy import legacy_modality_values, legacy_trunk_values
 from mmgan.config.schedule import check_schedule
 from mmgan.config.sections import RunConfig
-from mmgan.config.suggest import (  # noqa: F401  (re-exported: mmgan.config's names since issue 14)
-    LARGEST_WINS,
-    OWN_KEYS,
-    UNSET,
-    has_own_optimisation,
-    log_suggestion_conflicts,
-    own_suggestions,
-    own_value,
-    suggested_values,
-)
-from mmgan.config.values import (  # noqa: F401 - section_from_dict and read_toml are imported from here
-    coerce,
-    field_types,
-    parse_assignment,
-    read_toml,
-    section_from_dict,
-    toml_value,
-    validate_section,
-)
+from mmgan.config.suggest import OWN_KEYS, log_suggestion_conflicts, own_suggestions, own_value, suggested_values
+from mmgan.config.values import coerce, field_types, parse_assignment, read_toml, toml_value, validate_section
 from mmgan.contract.modality import Modality
 from mmgan.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("mmgan")
+
 
 def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str, type] | None = None,
                    log_conflicts: bool = True) -> RunConfig:
