@@ -34,7 +34,8 @@ class ImageConfig(ModalityConfig):
     """DCGAN sizes: the paper's nz=100, ngf=ndf=64.
 
     ``image_size`` 64 is the paper's network; the default is its 32x32 variant, so that the default run
-    trains to clearly recognisable samples within 15 minutes on 2 CPU cores (docs/benchmarks.md).
+    trains to clearly recognisable samples within its 15-minute budget on 2 CPU cores (its time:
+    docs/benchmarks.md#training-throughput).
     """
 
     # builtin:shapes, a folder of png/jpg/webp images, or WebDataset shards
@@ -47,7 +48,8 @@ class ImageConfig(ModalityConfig):
     ngf: int = 64
     # discriminator channels: ndf, 2*ndf, ... doubling at each halving; 1 to 4096
     ndf: int = 64
-    # blocks of the shared trunk the image generator goes through: one (docs/benchmarks.md, issue 9)
+    # blocks of the shared trunk the image generator goes through: one
+    # (docs/benchmarks.md#the-shared-trunk-and-several-modalities)
     trunk_depth: int = engine_default(1)
     # with periodic evaluation (train.eval_every), keep the export with the lowest Frechet distance
     select_by: str = engine_default("fd")
@@ -100,10 +102,13 @@ class ImagePlugin(ModalityPlugin):
         description="DCGAN (Radford et al. 2015), 32x32 or 64x64 RGB",
         # tiny networks for tests (mmgan.testing.tiny_run)
         test_settings=("image.image_size=32", "image.ngf=8", "image.ndf=8", "image.nz=16"),
-        # ema_decay 0: DCGAN's averaged weights sampled worse than its live ones at every measured seed
-        # (docs/benchmarks.md); eval_every with select_by keeps the best export of the run
+        # ema_decay 0: on builtin:shapes DCGAN's averaged weights sampled worse than its live ones at every
+        # measured seed (on photographs the EMA copy was better:
+        # docs/benchmarks.md#image-quality-the-default-against-the-bare-dcgan-loop); eval_every with select_by
+        # keeps the best export of the run
         train_defaults={"steps": 5000, "batch_size": 32, "ema_decay": 0.0, "eval_every": 500},
-        # the default run in bf16 scored within fp32's seed-to-seed spread at 3 seeds (docs/benchmarks.md):
+        # the default run in bf16 scored within fp32's seed-to-seed spread at 3 seeds
+        # (docs/benchmarks.md#image-quality-the-default-against-the-bare-dcgan-loop):
         # train.mixed_precision=auto trains it in bf16 where the hardware computes bf16 natively
         bf16=True,
     )

@@ -91,7 +91,8 @@ class SpeechConfig(ModalityConfig):
     # (multi-resolution STFT); "" = the generator's own (melgan: msd; vocos: mpd+mrd)
     discriminator: str = ""
     # multi-period discriminator widths: this, x4, x16, x32, x32, each at most disc_channels (HiFi-GAN: 32;
-    # 8 on a CPU: at 32 a step costs 11x as much, docs/benchmarks.md); 1 to 1024
+    # 8 on a CPU, where 32 makes a step many times dearer: docs/experiments/speech-vocoder.md#vocos-vs-melgan-speed);
+    # 1 to 1024
     mpd_channels: int = 8
     # channels of every layer of the multi-resolution STFT discriminator (UnivNet: 32; 8 on a CPU); 1 to 1024
     mrd_channels: int = 8
@@ -100,11 +101,12 @@ class SpeechConfig(ModalityConfig):
     # weight of the log-mel L1 reconstruction loss (HiFi-GAN: 45)
     mel_weight: float = 45.0
     # weight of the multi-resolution STFT loss (0: off; 5 scored better than 0 on every measure after the
-    # warm-up, docs/benchmarks.md)
+    # warm-up, at one seed, when vocos became the default)
     stft_weight: float = 5.0
     # vocos: the head's phase is added to each bin's centre-frequency advance since the first frame
     # (vocos.ISTFTHead), so a steady partial needs no clock the network does not have (runs written
-    # before the key: false; with magnitude_prior the default since it won at 3 seeds on 2 sets)
+    # before the key: false; with magnitude_prior the default since it won at 3 seeds on 2 sets:
+    # docs/experiments/speech-vocoder.md#phase-and-magnitude-priors-for-the-vocos-head)
     phase_advance: bool = True
     # vocos: the head's log-magnitude is added to the input mel's least-squares magnitude (the mel
     # filterbank's pseudo-inverse), so the network learns only what the mel cannot say (runs written
@@ -112,26 +114,29 @@ class SpeechConfig(ModalityConfig):
     magnitude_prior: bool = True
     # vocos: fast Griffin-Lim projections of the head's spectrum, from its phase, before the inverse STFT, in
     # evaluation and vocoding (vocos.project_phase; `mmgan vocode --phase-iterations` overrides it); 0: none.
-    # Each costs an STFT and an inverse STFT: 10 s vocode at 127x real time with 16 on 2 threads, 437x with
-    # none. With 16 the default run beats Griffin-Lim on MCD, PESQ and STOI at 3 seeds on both held-out sets;
-    # 32 scores better still, but the momentum iterations amplify float rounding so that chunked vocoding
-    # drifts up to 2e-5 from unchunked (16: 2e-6) (docs/benchmarks.md; runs written before the key: 0)
+    # Each costs an STFT and an inverse STFT, so vocoding slows with their number
+    # (docs/benchmarks.md#vocoding-real-time-factors). With 16 the default run beats Griffin-Lim on MCD, PESQ
+    # and STOI at 3 seeds on both held-out sets (docs/benchmarks.md#speech-quality-the-default-against-griffin-lim);
+    # 32 scores better still but vocodes below the 40x real-time goal (runs written before the key: 0)
     phase_iterations: int = 16
     # vocos: the projections in a training step, trained through (-1: phase_iterations); 8 is what the
-    # default was measured with (a training step through 8 costs about 1.5 reconstruction steps)
+    # default was measured with (what a step through them costs: docs/benchmarks.md#training-throughput)
     train_phase_iterations: int = 8
     # vocos: the training step from which they run; before it the head trains without them (trained through
-    # them from step 0 it learnt less fine structure: docs/benchmarks.md)
+    # them from step 0 it learnt less fine structure:
+    # docs/experiments/speech-vocoder.md#phase-projections-in-the-head-the-default-beats-griffin-lim)
     phase_iterations_start: int = 3000
     # weight of the phase-derivative loss (losses.phase_derivative_loss: the phase's steps along time and
     # frequency against the real wave's; 0: off); a reconstruction term, so it trains in the warm-up too
     phase_weight: float = 0.0
     # clips shorter than a segment: "pad" with silence or "skip"
     short_clips: str = "pad"
-    # the first steps train the generator on its reconstruction terms alone (mel, MR-STFT), at a tenth of a
-    # GAN step's cost; then the discriminators join (as Parallel WaveGAN and multi-band MelGAN start D late).
-    # Measured: per CPU-minute, and even per step, reconstruction steps improved every held-out measure
-    # faster than the first GAN steps did (docs/benchmarks.md), so the default run is mostly warm-up
+    # the first steps train the generator on its reconstruction terms alone (mel, MR-STFT), at a fraction of
+    # a GAN step's cost (docs/benchmarks.md#training-throughput); then the discriminators join (as Parallel
+    # WaveGAN and multi-band MelGAN start D late). Measured: per CPU-minute, and even per step, reconstruction
+    # steps improved every held-out measure faster than the first GAN steps did
+    # (docs/experiments/speech-gan-phase.md#the-learning-curve-warm-up-against-gan-steps-the-first-27-cpu-minutes),
+    # so the default run is mostly warm-up
     adversarial_start: int = engine_default(3500)
     # the held-out measure that picks the best export (mmgan vocode/eval use it; --last for the last step)
     select_by: str = engine_default("mcd_db")
@@ -195,11 +200,13 @@ class SpeechPlugin(ModalityPlugin):
         # tiny networks for tests (mmgan.testing.tiny_run), adversarial from the first step
         test_settings=("speech.segment_length=2048", "speech.mpd_channels=2", "speech.mrd_channels=2",
                        "speech.adversarial_start=0"),
-        # held-out clips per evaluation: a 4-s clip costs about a second of vocoding and metrics on a CPU
+        # held-out clips per evaluation: on a CPU each 4-s clip is vocoded and scored, far dearer than an
+        # image sample (docs/metrics.md#speech-metrics)
         eval_samples=32,
-        # Vocos's optimiser (Adam 5e-4, betas 0.8/0.9) and batch; the steps fit the 20-minute default run on
-        # 2 CPU cores (a reconstruction warm-up of speech.adversarial_start cheap steps, then the GAN), with
-        # a held-out evaluation every 250 steps that keeps the best export by MCD (docs/benchmarks.md)
+        # Vocos's optimiser (Adam 5e-4, betas 0.8/0.9) and batch; the steps fit the 20-minute goal for the
+        # default run on 2 CPU cores (its time: docs/benchmarks.md#training-throughput; a reconstruction
+        # warm-up of speech.adversarial_start cheap steps, then the GAN), with a held-out evaluation every 500
+        # steps that keeps the best export by MCD
         train_defaults={"batch_size": 16, "lr_g": 5e-4, "lr_d": 5e-4, "beta1": 0.8, "beta2": 0.9,
                         "steps": DEFAULT_STEPS, "sample_every": 500, "checkpoint_every": 500, "eval_every": 500,
                         "eval_samples": 16},
