@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmgan.errors import StorageError
+from mmgan.errors import ConfigError, StorageError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -109,3 +109,27 @@ def _read_only(path: Path) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except (OSError, AttributeError):
         return False
+
+
+# what a run directory holds of its own: a command's output may not replace any of it
+RUN_FILES = ("config.toml", "metrics.jsonl", "run.json", ".lock", ".lock.held")
+RUN_FOLDERS = ("checkpoints", "export", "samples", "trackers", "report")
+
+
+def check_not_overwriting(path: str | os.PathLike[str], option: str, run_dir: str | os.PathLike[str] | None = None,
+                          inputs: tuple[str | os.PathLike[str], ...] = ()) -> None:
+    """A one-line ConfigError, before any work, when a command's output ``path`` would replace one of its
+    ``inputs`` or one of the files a run directory ``run_dir`` holds of its own (its config, metrics, facts,
+    lock, checkpoints, exports, samples, trackers, report)."""
+    target = Path(path)
+    for source in inputs:
+        if target.exists() and Path(source).exists() and os.path.samefile(target, source):
+            raise ConfigError(f"{option} {target} is the input {source}: write to another file")
+    if run_dir is None:
+        return
+    run, resolved = Path(run_dir).resolve(), target.resolve()
+    if resolved == run or run not in resolved.parents:
+        return
+    inside = resolved.relative_to(run).parts
+    if (len(inside) == 1 and inside[0] in RUN_FILES) or inside[0] in RUN_FOLDERS:
+        raise ConfigError(f"{option} {target} is one of the run's own files ({inside[0]}): choose another path")

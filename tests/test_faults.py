@@ -280,3 +280,47 @@ def test_the_same_modality_given_data_twice_is_an_error(cli_run, tmp_path):
     assert_one_line_error(cli_run("run", "--plugin", "image", "--data", "image=A", "--data", "image=B",
                                   "--out", tmp_path / "r"), "--data given twice for image", "'image=A'", "'image=B'")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched(cli_run, tmp_path):
+    # faults row 91: anyone who can write into a run directory could make mmgan overwrite any file of the user
+    run, target = tmp_path / "run", tmp_path / "precious.txt"
+    run.mkdir()
+    target.write_text("keep me\n")
+    (run / ".lock").symlink_to(target)
+    result = cli_run("run", "--plugin", "image", *tiny_args(run, steps=1))
+    assert_one_line_error(result, ".lock", "symbolic link", "precious.txt")
+    assert target.read_text() == "keep me\n"
+    assert not (run / "config.toml").exists()
+
+
+def test_no_command_writes_over_the_run_s_own_files(cli_run, tmp_path):
+    # faults row 86: eval --out RUN/config.toml destroyed the run's config (resume: not valid TOML)
+    run = tmp_path / "run"
+    assert cli_run("run", "--plugin", "image", *tiny_args(run, steps=2)).exit_code == 0
+    config = (run / "config.toml").read_bytes()
+    assert_one_line_error(cli_run("eval", run, "-n", "130", "--out", run / "config.toml"),
+                          "config.toml", "one of the run's own files")
+    assert (run / "config.toml").read_bytes() == config
+    sample = run / "samples" / "image" / "step_000002.png"
+    before = sample.read_bytes()
+    assert_one_line_error(cli_run("generate", run, "-n", "4", "-o", sample), "step_000002.png", "samples")
+    assert sample.read_bytes() == before
+    assert cli_run("generate", run, "-n", "4", "-o", run / "mine.png").exit_code == 0  # a new file of yours: fine
+
+
+@pytest.mark.slow
+def test_vocode_refuses_to_write_over_its_input(cli_run, tmp_path):
+    # faults row 82: vocode in.wav -o in.wav overwrote its input
+    import numpy as np
+    import scipy.io.wavfile
+    from conftest import SPEECH_TINY
+
+    run = tmp_path / "run"
+    args = tiny_args(run, steps=1, batch_size=2, extra=SPEECH_TINY)
+    assert cli_run("run", "--plugin", "speech", *args).exit_code == 0
+    wav = tmp_path / "in.wav"
+    scipy.io.wavfile.write(wav, 22050, (0.1 * np.sin(np.arange(22050) * 0.05)).astype(np.float32))
+    before = wav.read_bytes()
+    assert_one_line_error(cli_run("vocode", run, wav, "-o", wav), "in.wav", "is the input")
+    assert wav.read_bytes() == before

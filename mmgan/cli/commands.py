@@ -187,13 +187,14 @@ def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: 
     """Sample from a run's exported EMA generator, its best one if it kept one (safetensors; nothing is
     unpickled)."""
     from mmgan.evaluation.inference import load_generator, pick_modality, sample
-    from mmgan.files import check_writable
+    from mmgan.files import check_not_overwriting, check_writable
 
     if num < 1:
         raise click.ClickException(f"-n must be positive, got {num}")
     if output.is_dir():
         raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'grid.png'}")
     name = pick_modality(run_dir, modality)
+    check_not_overwriting(output, "-o", run_dir)
     check_writable(output)
     generator, config = load_generator(run_dir, name, last=last)
     samples = sample(generator, name, config, num, seed)
@@ -256,11 +257,12 @@ def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, see
     from mmgan.engine.devices import resolve_device
     from mmgan.errors import StorageError
     from mmgan.evaluation.scoring import evaluate_run, format_table, write_report
-    from mmgan.files import check_writable
+    from mmgan.files import check_not_overwriting, check_writable
 
     # options the plugins added (mmgan_command_options), for their mmgan_evaluate hooks
     options = {name: value for name, value in plugin_options.items() if value is not None}
     target = out or Path(run_dir) / "eval.json"
+    check_not_overwriting(target, "--out", run_dir)
     if Path(run_dir).is_dir():
         check_writable(target, "the report")  # before the evaluation, not after it
     report = evaluate_run(run_dir, modality, data, num, batch_size, seed, resolve_device(device), options, last=last)

@@ -38,9 +38,15 @@ class RunDirectory:
         process, even after ``kill -9``. On a filesystem without working locks (some network and FUSE
         mounts) it is a lock file created exclusively instead, naming host and pid; one left by a
         process that is gone from this host is stale and taken over."""
+        lock_path = self.path / self.LOCK_FILE
+        if lock_path.is_symlink():  # whoever can write into the run directory must not make us write elsewhere
+            raise CheckpointError(f"{lock_path} is a symbolic link (to {os.readlink(lock_path)}); mmgan does not "
+                                  "follow it: remove the link and run again")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path / self.LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+            # O_NOFOLLOW: a link put there between the check and the open fails instead of being followed
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            handle = os.fdopen(fd, "a+", encoding="utf-8")
         except OSError as exc:
             raise CheckpointError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from None
         try:

@@ -52,7 +52,7 @@ def register_vocode_command(cli: click.Group) -> None:
         import torch
 
         from mmgan.evaluation.inference import load_generator, pick_modality
-        from mmgan.files import check_writable
+        from mmgan.files import check_not_overwriting, check_writable
         from mmgan_speech.audio import write_wav_stream
         from mmgan_speech.mel import MelConfig
         from mmgan_speech.networks import remove_weight_norm
@@ -62,6 +62,7 @@ def register_vocode_command(cli: click.Group) -> None:
             raise click.ClickException(f"--chunk-frames must be positive, got {chunk_frames}")
         if output.is_dir():
             raise click.ClickException(f"-o {output} is a directory; give a file name such as {output / 'out.wav'}")
+        check_not_overwriting(output, "-o", run_dir, inputs=(source,))
         check_writable(output)  # before the work, not after it
         generator, _ = load_generator(run_dir, pick_modality(run_dir, NAME), last=last)
         remove_weight_norm(generator)
