@@ -354,3 +354,33 @@ def test_the_documented_testing_helpers_train_the_toy_whether_or_not_it_is_insta
         run_dir = tiny_run(tmp_path / "run", plugins=["ring2d"], steps=2, overrides=["ring2d.hidden=32"])
     assert (run_dir / "samples" / "ring2d" / "step_000002.png").is_file()
     assert get_plugin_manager().get_plugin("ring2d") is not None  # left registered: it was not ours
+
+
+def test_two_plugins_of_one_modality_disable_only_that_modality(caplog: pytest.LogCaptureFixture) -> None:
+    # faults row 71: two plugins declaring one modality made every command fail, other modalities' included
+    from mmgan.api import Modality, ModalityConfig
+    from mmgan.contract.manager import get_modality, modalities
+    from mmgan.errors import PluginError
+
+    class Twin:
+        def __init__(self) -> None:
+            self.modality = Modality(name="twin", config_class=ModalityConfig, make_input=lambda r, c, g: r)
+
+        @mmgan.hookimpl
+        def mmgan_register_modalities(self, register):
+            register(self.modality)
+
+    with plugin_registered(Twin(), name="twin_a"), plugin_registered(Twin(), name="twin_b"), \
+            caplog.at_level(logging.WARNING, logger="mmgan"):
+        assert "twin" not in modalities() and get_modality("image").name == "image"  # the others work
+        with pytest.raises(PluginError, match="'twin_a' and 'twin_b'"):
+            get_modality("twin")
+    assert any("'twin_a' and 'twin_b'" in r.getMessage() for r in caplog.records)
+
+
+def test_new_plugin_refuses_the_name_of_an_installed_plugin(cli_run, tmp_path) -> None:
+    # faults row 68: `new-plugin image` wrote a package that, installed, shadowed the built-in image plugin
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(cli_run("new-plugin", "image", "--modality", "-o", tmp_path), "'image'", "taken")
+    assert not (tmp_path / "mmgan-image").exists()

@@ -318,7 +318,12 @@ def check_plugin_command(modality: str, overrides: tuple[str, ...], steps: int, 
 def new_plugin(name: str, modality: bool, shape: str | None, parent: Path) -> None:
     """Write a pip-installable plugin package: entry point, skeleton, README and a passing test."""
     from mmgan.cli.scaffold import write_plugin
+    from mmgan.contract.manager import modalities
 
+    pm = get_plugin_manager()
+    if pm.get_plugin(name) is not None or name in modalities(pm):
+        raise click.ClickException(f"plugin name {name!r} is taken by an installed plugin or modality (see mmgan "
+                                   "plugins): a package of that name would shadow it; choose another name")
     root = write_plugin(name, parent, modality=modality, shape=shape)
     click.echo(f"wrote {root}; next: pip install -e '{root}[test]' && python -m pytest -q {root}")
 

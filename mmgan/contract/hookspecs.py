@@ -37,8 +37,8 @@ def mmgan_register_modalities(register: Callable[[ModalityPlugin | Modality], No
     Call ``register(obj)`` for each modality the plugin adds: ``obj`` is a modality object (a
     :class:`~mmgan.contract.plugin.ModalityPlugin`), whose methods core calls. A bare
     :class:`~mmgan.contract.modality.Modality` (contract 1-6) is answered by the per-modality hooks of
-    :mod:`~mmgan.contract.legacy_hookspecs`. Two plugins registering one name is an error.
-    Added in contract version 1; a modality object since version 7.
+    :mod:`~mmgan.contract.legacy_hookspecs`. A name two plugins register disables that modality only, with
+    a warning naming both. Added in contract version 1; a modality object since version 7.
     """
 
 

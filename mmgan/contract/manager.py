@@ -107,24 +107,38 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 def modality_objects(pm: pluggy.PluginManager | None = None) -> dict[str, ModalityPlugin]:
     """Every registered modality's object by name (a bare ``Modality`` of contract 6 becomes a
-    :class:`LegacyModality`); two plugins registering one name is an error."""
+    :class:`LegacyModality`). A name two plugins register is left out, with a warning naming both: one bad
+    plugin disables its own modality, never every command."""
     pm = pm or get_plugin_manager()
     found: dict[str, ModalityPlugin] = {}
+    owners: dict[str, list[str]] = {}
     for impl in pm.hook.mmgan_register_modalities.get_hookimpls()[::-1]:  # pluggy's order: last registered first
         def register(obj: ModalityPlugin | Modality, plugin: str = impl.plugin_name) -> None:
             if isinstance(obj, Modality):
                 obj = LegacyModality(obj, plugin)
             elif not isinstance(getattr(obj, "modality", None), Modality):
                 raise PluginError(f"plugin {plugin!r} registers {obj!r}: register a ModalityPlugin or a Modality")
-            if obj.name in found:
-                raise PluginError(f"modality {obj.name!r} is registered by two plugins")
-            found[obj.name] = obj
+            owners.setdefault(obj.name, []).append(plugin)
+            found.setdefault(obj.name, obj)
         impl.function(register=register)
+    for name, plugins in owners.items():
+        if len(plugins) > 1:
+            del found[name]
+            _DISABLED[name] = plugins
+            if (name, *plugins) not in _WARNED_TWICE:
+                _WARNED_TWICE.add((name, *plugins))
+                log.warning("modality %r is registered by two plugins (%s): it is disabled until one is uninstalled",
+                            name, " and ".join(repr(p) for p in sorted(plugins)))
     return found
 
 
+# modalities registered by several plugins (left out), and the warnings given about them
+_DISABLED: dict[str, list[str]] = {}
+_WARNED_TWICE: set[tuple[str, ...]] = set()
+
+
 def modalities(pm: pluggy.PluginManager | None = None) -> dict[str, Modality]:
-    """Every registered modality's declaration by name; two plugins registering one name is an error."""
+    """Every registered modality's declaration by name (one two plugins register is left out, see above)."""
     return {name: obj.modality for name, obj in modality_objects(pm).items()}
 
 
@@ -132,6 +146,9 @@ def get_modality_object(name: str, pm: pluggy.PluginManager | None = None) -> Mo
     """The object of modality ``name``, whose methods core calls, or a PluginError listing the installed ones."""
     found = modality_objects(pm)
     if name not in found:
+        if name in _DISABLED:
+            raise PluginError(f"modality {name!r} is registered by two plugins "
+                              f"({' and '.join(repr(p) for p in sorted(_DISABLED[name]))}): uninstall one")
         installed = ", ".join(sorted(found)) or "none"
         raise PluginError(f"no plugin provides modality {name!r}; installed modalities: {installed}")
     return found[name]
