@@ -1,4 +1,5 @@
 import logging
+import re
 
 import pytest
 
@@ -156,3 +157,18 @@ def test_the_example_speech_recipes_resolve_and_the_long_one_is_the_default_run_
     assert differences == set()  # the default written out, the priors spelled out
     melgan = cfg.resolve(get_modality, config_file=examples / "speech-melgan.toml", out="runs/x")
     assert (melgan.modalities["speech"].generator, melgan.trunk.depth, melgan.train.lr_g) == ("melgan", 2, 1e-4)
+
+
+@pytest.mark.parametrize(("setting", "named"), [
+    ("train.num_samples=100000000", "train.num_samples must be between 1 and 1024"),
+    ("train.ema_bn_batches=100000000", "train.ema_bn_batches must be between 0 and 1000"),
+    ("train.num_workers=1000", "train.num_workers must be between 0 and 64"),
+    ("image.trunk_depth=99", "image.trunk_depth must be -1 (all blocks) or between 0 and trunk.depth=2"),
+])
+def test_sizes_that_exhaust_memory_or_time_have_ranges(setting, named):
+    # faults rows 92 (a 40 GB allocation, a checkpoint that ignored SIGTERM) and 78 (99 recorded)
+    from mmgan.contract.manager import get_modality
+    from mmgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        cfg.resolve(get_modality, plugins=["image"], overrides=["trunk.depth=2", setting])

@@ -239,3 +239,24 @@ def test_speech_clips_are_cut_apart_again():
     parts = split_clips(joined, 7, 3)
     assert [p.tolist() for p in parts] == [c.tolist() for c in clips]
     assert len(split_clips(joined, 7, 4)) == 3  # four do not fit: the count that does
+
+
+def test_a_report_again_never_deletes_files_you_added_and_writes_into_an_empty_current_directory(
+        image_run, tmp_path, cli_run, monkeypatch):
+    # faults row 60: `report` again after adding NOTES.md and mine/ to RUN/report deleted them
+    out = tmp_path / "r"
+    run_cli("report", image_run, "-o", out)
+    (out / "NOTES.md").write_text("mine\n")
+    (out / "mine").mkdir()
+    (out / "mine" / "plot.png").write_bytes(b"x")
+    assert_one_line_error(cli_run("report", image_run, "-o", out), "NOTES.md", "did not write")
+    assert (out / "NOTES.md").read_text() == "mine\n" and (out / "mine" / "plot.png").is_file()
+    (out / "NOTES.md").unlink()
+    shutil.rmtree(out / "mine")
+    run_cli("report", image_run, "-o", out)  # only its own files: replaced
+    # faults row 61: `report RUN -o .` in an empty directory failed with "PosixPath('.') has an empty name"
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    run_cli("report", image_run, "-o", ".")
+    assert (here / "index.html").is_file() and here.is_dir()

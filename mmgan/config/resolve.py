@@ -24,6 +24,10 @@ from mmgan.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("mmgan")
 
+# the documented range of each [train] size that memory or time grows with
+SIZE_RANGES = {"num_samples": (1, 1024), "ema_bn_batches": (0, 1000), "num_workers": (0, 64),
+               "shuffle_buffer": (1, 1_000_000)}
+
 
 def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str, type] | None = None,
                    log_conflicts: bool = True) -> RunConfig:
@@ -119,12 +123,11 @@ def validate(config: RunConfig) -> None:
     check_trackers(t.log_with)
     if t.ema_rampup < 0:
         raise ConfigError(f"train.ema_rampup must be >= 0, got {t.ema_rampup}")
-    if t.ema_bn_batches < 0:
-        raise ConfigError(f"train.ema_bn_batches must be >= 0, got {t.ema_bn_batches}")
-    if t.shuffle_buffer < 1:
-        raise ConfigError(f"train.shuffle_buffer must be positive, got {t.shuffle_buffer}")
-    if t.num_workers < 0:
-        raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
+    # sizes that cost memory or time in proportion: a range each, so an absurd value is one line, not a
+    # 40 GB allocation or a checkpoint that ignores SIGTERM (faults row 92)
+    for key, (low, high) in SIZE_RANGES.items():
+        if not low <= getattr(t, key) <= high:
+            raise ConfigError(f"train.{key} must be between {low} and {high}, got {getattr(t, key)}")
     if t.eval_every < 0 or t.eval_samples < 1:
         raise ConfigError(f"train.eval_every must be >= 0 and train.eval_samples positive, got {t.eval_every} "
                           f"and {t.eval_samples}")
@@ -155,8 +158,9 @@ def validate(config: RunConfig) -> None:
                 raise ConfigError(f"{name}.{key} must be in [0, 1) or -1 (train.{key}), got {value}")
         if getattr(section, "steps", 0) > t.steps:
             log.warning("%s.steps=%d is past train.steps=%d: the loop ends first", name, section.steps, t.steps)
-        if section.trunk_depth < -1:
-            raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or >= 0, got {section.trunk_depth}")
+        if not -1 <= section.trunk_depth <= config.trunk.depth:
+            raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or between 0 and trunk.depth="
+                              f"{config.trunk.depth}, got {section.trunk_depth}")
         held_out = getattr(section, "eval_data", "")
         if held_out and not held_out.startswith("builtin:") and "{" not in held_out and not Path(held_out).exists():
             raise ConfigError(f"{name}.eval_data: {held_out} does not exist (a folder, file or shards of held-out "

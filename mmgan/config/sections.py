@@ -57,21 +57,22 @@ class TrainConfig:
     # the EMA half-life is at most this share of the steps so far (0: always ema_decay)
     ema_rampup: float = 0.05
     # before the EMA generator samples, is evaluated or exported, its BatchNorm statistics are recomputed
-    # for its own weights on this many batches of generator inputs (0: keep the live generator's)
+    # for its own weights on this many batches of generator inputs (0: keep the live generator's); 0 to 1000
     ema_bn_batches: int = 16
     # steps between lines of metrics.jsonl (losses averaged over processes, steps/s)
     log_every: int = 10
     # steps between sample files of the EMA generator (samples/<modality>/step_N)
     sample_every: int = 500
-    # samples in each sample file, from the same inputs every time
+    # samples in each sample file, from the same inputs every time; 1 to 1024
     num_samples: int = 64
     # steps between resumable checkpoints; each also refreshes export/
     checkpoint_every: int = 500
     # how many of the newest checkpoints are kept
     keep_checkpoints: int = 3
-    # DataLoader worker processes per modality (0: load in the training process)
+    # DataLoader worker processes per modality (0: load in the training process); 0 to 64
     num_workers: int = 0
-    # WebDataset shards: samples in each worker's shuffle buffer (memory: this many undecoded samples)
+    # WebDataset shards: samples in each worker's shuffle buffer (memory: this many undecoded samples); 1 to
+    # 1000000
     shuffle_buffer: int = 512
     # with several processes, BatchNorm statistics over the global batch (N x B trains like one N*B batch)
     sync_batchnorm: bool = True

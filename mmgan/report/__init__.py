@@ -52,7 +52,7 @@ def write_report(runs: Sequence[str | Path], out: str | Path | None = None,
         if len(paths) > 1:
             raise ReportError(f"a report of {len(paths)} runs needs -o DIR (where to write it)")
         out = paths[0] / "report"
-    out = Path(out)
+    out = Path(out).resolve()  # `-o .` has no name of its own
     data = [read_run(p, label) for p, label in zip(paths, run_labels(paths), strict=True)]
     check_output(out)
     staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.tmp"
@@ -60,7 +60,9 @@ def write_report(runs: Sequence[str | Path], out: str | Path | None = None,
         with writing(out):
             staging.mkdir(parents=True)
             render_report(data, staging, pm or get_plugin_manager())
-            (staging / MARKER).write_text("mmgan report\n", encoding="utf-8")
+            # the marker lists every file the report wrote: the next report replaces those, never yours
+            written = sorted(str(f.relative_to(staging)) for f in staging.rglob("*") if f.is_file())
+            (staging / MARKER).write_text("\n".join(["mmgan report", *written]) + "\n", encoding="utf-8")
             replace_directory(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -74,15 +76,33 @@ def run_labels(paths: list[Path]) -> list[str]:
 
 
 def check_output(out: Path) -> None:
-    """``out`` may be new, empty, or a report written before (replaced); anything else is refused."""
+    """``out`` may be new, empty, or a report written before (replaced); anything else is refused, and so is
+    a report folder holding files the report did not write (yours: they are never deleted)."""
     if out.exists() and not out.is_dir():
         raise ReportError(f"-o {out} is a file; give a directory for the report")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not (out / MARKER).is_file():
         raise ReportError(f"-o {out} holds files that are not an mmgan report; choose a new or empty directory")
+    listed = (out / MARKER).read_text(encoding="utf-8", errors="replace").splitlines()[1:]
+    if not listed:  # a report written before the marker listed its files: all of it was the report's
+        return
+    ours = {MARKER, *listed}
+    theirs = sorted(str(f.relative_to(out)) for f in out.rglob("*")
+                    if f.is_file() and str(f.relative_to(out)) not in ours)
+    if theirs:
+        shown = ", ".join(theirs[:3]) + (f" (+{len(theirs) - 3} more)" if len(theirs) > 3 else "")
+        raise ReportError(f"-o {out} holds files the report did not write ({shown}); move them out, or choose "
+                          "another directory: the report replaces its folder whole")
 
 
 def replace_directory(new: Path, target: Path) -> None:
-    """Put ``new`` at ``target``: a rename, with an existing report moved aside first and then removed."""
+    """Put ``new`` at ``target``: into an empty directory its files are moved (the directory stays, as the
+    shell's current one may be it); an existing report is moved aside first, then removed."""
+    if target.is_dir() and not any(target.iterdir()):
+        for child in new.iterdir():
+            os.replace(child, target / child.name)
+        return
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.old")
