@@ -231,3 +231,28 @@ def test_open_speech_source_routes(tmp_path: Path) -> None:
     assert len(open_speech_source(str(tmp_path), SEG, SR, 0)) == 1
     with pytest.raises(DataError, match="shorter than 1024"):
         open_speech_source(str(tmp_path), SEG, SR, 0, short_clips="skip")
+
+
+def _header_with_channels(path: Path, channels: int) -> Path:
+    """A 16-bit WAV whose header claims ``channels`` channels (0 or 300: what scipy divided by zero on)."""
+    import struct
+
+    write_wav(path, np.zeros(2205), 22050)
+    data = bytearray(path.read_bytes())
+    data[22:24] = struct.pack("<H", channels)  # the fmt chunk's channel count
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_wav_header_with_0_or_300_channels_is_skipped_and_counted_and_read_alone_is_one_line(tmp_path):
+    # faults row 81: a ZeroDivisionError in training, data pack, vocode and report, naming no file
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for i in range(2):
+        write_wav(folder / f"ok{i}.wav", 0.1 * np.sin(np.arange(22050) * 0.05), 22050)
+    bad = [_header_with_channels(folder / f"bad{c}.wav", c) for c in (0, 300)]
+    dataset = WavFolderDataset(folder, segment_length=2048)
+    assert len(dataset.skipped) == 2 and len(dataset) > 0
+    for path in bad:
+        with pytest.raises(DataError, match=rf"{path.name}: corrupt WAV header"):
+            read_wav(path)

@@ -74,6 +74,9 @@ def _load(path: Path | str, source: Path | BinaryIO | None = None, mmap: bool = 
             raise DataError(f"{path}: truncated or corrupt WAV file ({message}); re-copy or remove it") from err
         except (struct.error, EOFError) as err:  # a header cut short inside a fixed-size field
             raise DataError(f"{path}: truncated or corrupt WAV file ({err}); re-copy or remove it") from err
+        except ZeroDivisionError:  # scipy divides by the header's channel count or block size (0, or 300 channels)
+            raise DataError(f"{path}: corrupt WAV header (its channel count or block size cannot describe the "
+                            f"samples); re-copy or remove it") from None
     for warning in caught:
         if issubclass(warning.category, scipy.io.wavfile.WavFileWarning) and "EOF" in str(warning.message):
             raise DataError(f"{path}: truncated WAV file ({str(warning.message).rstrip('.')}); re-copy or remove it")
