@@ -93,6 +93,8 @@ def check_writable(path: str | os.PathLike[str], what: str = "output") -> None:
     be a writable directory (a read-only mount or a file in the way is a ``StorageError`` now, not after
     the results are computed)."""
     target = Path(path)
+    if target.is_dir():
+        raise StorageError(f"cannot write {what} {target}: it is a directory; give a file name")
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -101,7 +103,21 @@ def check_writable(path: str | os.PathLike[str], what: str = "output") -> None:
                 # the operating system's own words, as a failed write would say them
                 reason = os.strerror(errno.EROFS if _read_only(parent) else errno.EACCES)
                 raise StorageError(f"cannot write {what} {target}: {parent} is not writable ({reason})")
+            if parent == target.parent:  # where the file goes: create and remove a probe, as the write will
+                _probe(parent, target, what)
             return
+
+
+def _probe(directory: Path, target: Path, what: str) -> None:
+    """Create and remove an empty temporary file in ``directory``: some filesystems (/proc, a full quota)
+    pass the permission check and still refuse a new file."""
+    probe = directory / f".{target.name}.{uuid.uuid4().hex[:12]}.probe"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as exc:
+        raise StorageError(f"cannot write {what} {target}: {directory} refuses new files "
+                           f"({exc.strerror or type(exc).__name__})") from None
+    probe.unlink(missing_ok=True)
 
 
 def _read_only(path: Path) -> bool:

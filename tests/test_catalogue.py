@@ -345,6 +345,8 @@ def save_object_array(path: Path) -> None:
     ("nan.npy", lambda p: np.save(p, np.full((80, 4), np.nan, np.float32)), "NaN or infinite"),
     ("inf.npy", lambda p: np.save(p, np.full((80, 4), -np.inf, np.float32)), "NaN or infinite"),
     ("empty.npy", lambda p: np.save(p, np.zeros((80, 0), np.float32)), "no frames"),
+    # faults row 83: one frame was a catch-all RuntimeError (padding) from the vocos head
+    ("one.npy", lambda p: np.save(p, np.zeros((80, 1), np.float32)), "1 frame; vocoding needs at least 2"),
     ("object.npy", save_object_array, "not a readable .npy array"),
     ("huge.npy", lambda p: np.save(p, np.full((80, 4), 1e30)), "must lie in [-100, 100]"),
     ("picture.png", lambda p: Image.new("RGB", (8, 8)).save(p), "not a WAV file"),

@@ -324,3 +324,15 @@ def test_vocode_refuses_to_write_over_its_input(cli_run, tmp_path):
     before = wav.read_bytes()
     assert_one_line_error(cli_run("vocode", run, wav, "-o", wav), "in.wav", "is the input")
     assert wav.read_bytes() == before
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(cli_run, tmp_path):
+    # faults row 85: generate sampled and eval measured for seconds, then failed at the write
+    run = tmp_path / "run"
+    assert cli_run("run", "--plugin", "image", *tiny_args(run, steps=1)).exit_code == 0
+    # the messages of the checks made before the work ("the report is printed above" would mean after it)
+    result = cli_run("eval", run, "-n", "130", "--out", tmp_path)
+    assert_one_line_error(result, "is a directory")
+    assert "printed above" not in result.output
+    if Path("/proc").is_dir():  # permission bits say writable; a new file is still refused
+        assert_one_line_error(cli_run("generate", run, "-n", "4", "-o", "/proc/x.png"), "/proc", "refuses new files")

@@ -36,6 +36,10 @@ PRECISIONS = ("fp32", "bf16", "auto")
 DEFAULT_OVERLAP = 64
 
 
+# the fewest mel frames every generator vocodes (one gives the vocos head's inverse STFT too few samples)
+MIN_FRAMES = 2
+
+
 def read_mel_input(path: Path) -> NpyMel | WavMel:
     """The log-mel (80, frames) of a .wav file, or the array in a .npy file, checked; read as vocoding goes."""
     path = Path(path)
@@ -50,6 +54,8 @@ def read_mel_input(path: Path) -> NpyMel | WavMel:
             )
         if mel.shape[1] < 1:
             raise DataError(f"{path}: the mel has no frames (shape {mel.shape})")
+        if mel.shape[1] < MIN_FRAMES:  # one frame: the vocos head's inverse STFT pads past its 256 samples
+            raise DataError(f"{path}: the mel has {mel.shape[1]} frame; vocoding needs at least {MIN_FRAMES}")
         npy = NpyMel(path, mel)
         del mel
         lows, highs = [], []
