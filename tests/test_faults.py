@@ -336,3 +336,14 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_work(cli_run, tmp
     assert "printed above" not in result.output
     if Path("/proc").is_dir():  # permission bits say writable; a new file is still refused
         assert_one_line_error(cli_run("generate", run, "-n", "4", "-o", "/proc/x.png"), "/proc", "refuses new files")
+
+
+def test_resume_refuses_trunk_flags_the_run_was_not_started_with(cli_run, tmp_path):
+    # faults row 76: recorded in config.toml, but the trunk was not loaded, and it froze mid-run
+    run, other = tmp_path / "run", tmp_path / "other"
+    for path in (run, other):
+        assert cli_run("run", "--plugin", "image", *tiny_args(path, steps=1)).exit_code == 0
+    config = (run / "config.toml").read_text()
+    result = cli_run("run", "--resume", run, "--init-trunk", other, "--freeze-trunk", "--steps", "2")
+    assert_one_line_error(result, "--init-trunk", "without --init-trunk", "--out")
+    assert (run / "config.toml").read_text() == config

@@ -128,6 +128,8 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
             resume, out, config_file = out, None, None
         else:
             resume = None
+    if resume is not None and (init_trunk is not None or freeze_trunk):
+        _check_trunk_flags_on_resume(resume, init_trunk, freeze_trunk)
     overrides = (*overrides, f"run.init_trunk={init_trunk}") if init_trunk is not None else overrides
     overrides = (*overrides, "run.freeze_trunk=true") if freeze_trunk else overrides
     config = cfg.resolve(get_modality, plugins=plugins, config_file=config_file, resume_dir=resume, data=data,
@@ -174,6 +176,22 @@ def plugins(as_json: bool) -> None:
         click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
         if info.methods:
             click.echo(f"    modality methods: {', '.join(info.methods)}")
+
+
+def _check_trunk_flags_on_resume(resume: Path, init_trunk: Path | None, freeze_trunk: bool) -> None:
+    """--init-trunk and --freeze-trunk start a run: on --resume they must say what the run was started with
+    (faults row 76: they were recorded in config.toml, but the trunk was not loaded and froze mid-run)."""
+    from mmgan.config import read_toml
+
+    recorded = read_toml(resume / "config.toml").get("run", {}) if (resume / "config.toml").is_file() else {}
+    same_source = init_trunk is None or str(init_trunk) == str(recorded.get("init_trunk", ""))
+    same_freeze = not freeze_trunk or bool(recorded.get("freeze_trunk", False))
+    if not (same_source and same_freeze):
+        source = recorded.get("init_trunk")
+        started = f"with --init-trunk {source}" if source else "without --init-trunk"
+        started += " and --freeze-trunk" if recorded.get("freeze_trunk") else ""
+        raise click.ClickException(f"--init-trunk and --freeze-trunk start a run; {resume} was started {started}: "
+                                   "resume it without them, or start a new run (--out) with them")
 
 
 @cli.command()
