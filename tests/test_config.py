@@ -162,7 +162,7 @@ def test_the_example_speech_recipes_resolve_and_the_long_one_is_the_default_run_
 @pytest.mark.parametrize(("setting", "named"), [
     ("train.num_samples=100000000", "train.num_samples must be between 1 and 1024"),
     ("train.ema_bn_batches=100000000", "train.ema_bn_batches must be between 0 and 1000"),
-    ("train.num_workers=1000", "train.num_workers must be between 0 and 64"),
+    ("train.num_workers=1000", "train.num_workers must be between 0 and 256"),
     ("image.trunk_depth=99", "image.trunk_depth must be -1 (all blocks) or between 0 and trunk.depth=2"),
 ])
 def test_sizes_that_exhaust_memory_or_time_have_ranges(setting, named):

@@ -314,11 +314,13 @@ def test_vocode_refuses_to_write_over_its_input(cli_run, tmp_path):
     # faults row 82: vocode in.wav -o in.wav overwrote its input
     import numpy as np
     import scipy.io.wavfile
-    from conftest import SPEECH_TINY
+    from conftest import SPEECH_TINY, TINY_CORE
 
     run = tmp_path / "run"
-    args = tiny_args(run, steps=1, batch_size=2, extra=SPEECH_TINY)
-    assert cli_run("run", "--plugin", "speech", *args).exit_code == 0
+    settings = [a for s in (*TINY_CORE, *SPEECH_TINY) for a in ("--set", s)]
+    result = cli_run("run", "--plugin", "speech", "--out", run, "--steps", "1", "--batch-size", "2", "--no-progress",
+                     *settings)
+    assert result.exit_code == 0, result.output
     wav = tmp_path / "in.wav"
     scipy.io.wavfile.write(wav, 22050, (0.1 * np.sin(np.arange(22050) * 0.05)).astype(np.float32))
     before = wav.read_bytes()

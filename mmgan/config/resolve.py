@@ -25,7 +25,7 @@ from mmgan.errors import CheckpointError, ConfigError
 log = logging.getLogger("mmgan")
 
 # the documented range of each [train] size that memory or time grows with
-SIZE_RANGES = {"num_samples": (1, 1024), "ema_bn_batches": (0, 1000), "num_workers": (0, 64),
+SIZE_RANGES = {"num_samples": (1, 1024), "ema_bn_batches": (0, 1000), "num_workers": (0, 256),
                "shuffle_buffer": (1, 1_000_000)}
 
 
@@ -158,7 +158,9 @@ def validate(config: RunConfig) -> None:
                 raise ConfigError(f"{name}.{key} must be in [0, 1) or -1 (train.{key}), got {value}")
         if getattr(section, "steps", 0) > t.steps:
             log.warning("%s.steps=%d is past train.steps=%d: the loop ends first", name, section.steps, t.steps)
-        if not -1 <= section.trunk_depth <= config.trunk.depth:
+        # above trunk.depth it goes through every block; a value past a real trunk is a mistake (a trunk of
+        # depth 0, the paper's network, takes any modality's default)
+        if section.trunk_depth < -1 or 0 < config.trunk.depth < section.trunk_depth:
             raise ConfigError(f"{name}.trunk_depth must be -1 (all blocks) or between 0 and trunk.depth="
                               f"{config.trunk.depth}, got {section.trunk_depth}")
         held_out = getattr(section, "eval_data", "")

@@ -69,7 +69,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     # how many of the newest checkpoints are kept
     keep_checkpoints: int = 3
-    # DataLoader worker processes per modality (0: load in the training process); 0 to 64
+    # DataLoader worker processes per modality (0: load in the training process); 0 to 256
     num_workers: int = 0
     # WebDataset shards: samples in each worker's shuffle buffer (memory: this many undecoded samples); 1 to
     # 1000000
