@@ -260,3 +260,15 @@ def test_a_report_again_never_deletes_files_you_added_and_writes_into_an_empty_c
     monkeypatch.chdir(here)
     run_cli("report", image_run, "-o", ".")
     assert (here / "index.html").is_file() and here.is_dir()
+
+
+def test_a_corrupt_config_or_run_json_is_said_so_not_called_missing(image_run, tmp_path):
+    # faults row 57: the page said "no config.toml" and "a run written before mmgan recorded its facts"
+    broken = tmp_path / "broken"
+    shutil.copytree(image_run, broken, ignore=shutil.ignore_patterns("report", "checkpoints"))
+    (broken / "config.toml").write_text("[run\nmodalities = ")
+    (broken / "run.json").write_text("{not json")
+    run_cli("report", broken)
+    html = (broken / "report" / "index.html").read_text()
+    assert "config.toml cannot be read" in html and "no config.toml" not in html
+    assert "run.json cannot be read: JSONDecodeError" in html and "no run.json" not in html

@@ -60,6 +60,9 @@ class RunData:
     facts: dict[str, Any]  # run.json; {} for runs written before it existed
     series: dict[str, Series]
     best: dict[str, dict[str, Any]]  # modality -> {"metric", "goal", "value", "step"}
+    # why config.toml or run.json, present, could not be read ("" when they could, or are absent)
+    config_error: str = ""
+    facts_error: str = ""
 
     @property
     def modalities(self) -> list[str]:
@@ -134,6 +137,8 @@ class RunData:
 
     def status(self) -> str:
         status = self.facts.get("status")
+        if self.facts_error:
+            return UNKNOWN + f" (run.json cannot be read: {self.facts_error})"
         if not self.facts:
             return UNKNOWN + " (no run.json: a run written before mmgan recorded its facts)"
         if self.facts.get("ended"):
@@ -166,17 +171,29 @@ def read_run(path: Path, label: str | None = None) -> RunData:
     toml_path, metrics_path = path / "config.toml", path / "metrics.jsonl"
     if not toml_path.is_file() and not metrics_path.is_file():
         raise ReportError(f"{path} holds no run: no config.toml and no metrics.jsonl")
-    config, text = {}, ""
+    config, text, config_error = {}, "", ""
     if toml_path.is_file():
         text = toml_path.read_text(encoding="utf-8", errors="replace")
         try:
             config = read_toml(toml_path)
-        except ConfigError:
-            config = {}  # shown as text; the rest of the report does not need it
+        except ConfigError as exc:  # shown as text, and said so; the rest of the report does not need it
+            config, config_error = {}, str(exc)
+    facts, facts_error = read_json(path / "run.json") or {}, ""
+    if not facts and (path / "run.json").is_file():
+        facts_error = _json_problem(path / "run.json")
     modalities = [m for m in config.get("run", {}).get("modalities", []) if isinstance(m, str)]
     return RunData(path=path, label=label or path.resolve().name, config=config, config_text=text,
-                   facts=read_json(path / "run.json") or {}, series=read_metrics(metrics_path),
-                   best=read_best(path, modalities))
+                   facts=facts, series=read_metrics(metrics_path), best=read_best(path, modalities),
+                   config_error=config_error, facts_error=facts_error)
+
+
+def _json_problem(path: Path) -> str:
+    """Why ``path`` holds no JSON object, in a few words."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    return f"it holds a {type(value).__name__}, not an object"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

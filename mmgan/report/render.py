@@ -176,7 +176,7 @@ def run_view(run: RunData) -> dict[str, Any]:
             evals[name] = {"metrics": metrics, "rows": rows, "best_step": best.get("step"),
                            "best_metric": best.get("metric"), "goal": best.get("goal")}
     return {"label": run.label, "path": str(run.path), "config": sections,
-            "config_text": run.config_text, "evals": evals, "best": run.best}
+            "config_text": run.config_text, "config_error": run.config_error, "evals": evals, "best": run.best}
 
 
 def render_report(runs: list[RunData], root: Path, pm: pluggy.PluginManager) -> Path:
