@@ -128,3 +128,10 @@ def test_a_discriminator_still_in_its_warm_up_is_a_warning_not_a_traceback(tmp_p
     assert not report.errors, report.errors
     assert any("did not train in the 3 checked steps" in w and "speech.adversarial_start=0" in w
                for w in report.warnings), report.warnings
+
+
+def test_a_batch_of_one_is_refused_up_front_not_a_false_nan_warning(cli_run):
+    # faults row 70: with batch 1 the sample spread was a std of nan, warned about as "do not vary"
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(cli_run("check-plugin", "image", "--batch-size", "1"), "--batch-size", "at least 2")

@@ -319,6 +319,8 @@ def check_plugin_command(modality: str, overrides: tuple[str, ...], steps: int, 
 
     if steps < 2:
         raise click.ClickException(f"--steps must be at least 2, got {steps}")
+    if batch_size < 2:  # the sample-spread checks compare samples within a batch (one gives a std of nan)
+        raise click.ClickException(f"--batch-size must be at least 2 (the checks compare samples), got {batch_size}")
     report = check_plugin(modality, overrides, steps=steps, batch_size=batch_size)
     for line in report.lines():
         click.echo(line)
