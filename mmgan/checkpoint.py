@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mmgan.errors import CheckpointError, StorageError
+from mmgan.errors import CheckpointError, StorageError, first_line
 from mmgan.files import atomic_path, free_bytes, writing
 
 CHECKPOINT_RE = re.compile(r"^step_(\d{6,})$")
@@ -95,8 +96,8 @@ def read_extra_state(directory: Path) -> tuple[int, dict[str, torch.Tensor], dic
             raise ValueError(f"{PROGRESS_FILE} holds {type(meta).__name__}, not an object")
         tensors = load_file(str(directory / STATE_FILE))
         step = int(meta.pop("step"))
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise CheckpointError(f"checkpoint {directory} is corrupt: {type(exc).__name__}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, SafetensorError) as exc:
+        raise CheckpointError(f"checkpoint {directory} is corrupt: {type(exc).__name__}: {first_line(exc)}") from None
     return step, tensors, meta
 
 
@@ -159,9 +160,15 @@ def read_export(run_dir: Path, modality: str, last: bool = False) -> tuple[dict[
         if not isinstance(config, dict):
             raise ValueError(f"{meta.name} holds {type(config).__name__}, not an object")
         expected = config.pop(WEIGHTS_SHA256, None)  # exports written before checksums have none
-        if expected is not None and file_sha256(weights) != expected:
+        if expected is None:
+            logging.getLogger("mmgan").warning("%s has no checksum of %s (written before mmgan recorded one, or "
+                                               "removed): its weights are loaded unchecked", meta, weights.name)
+        elif file_sha256(weights) != expected:
             raise ValueError(f"{weights.name} does not match the checksum in {meta.name} (damaged or replaced)")
         state = load_file(str(weights))
+    except RecursionError:  # JSON nested thousands deep: crafted, not written by mmgan
+        raise CheckpointError(f"exported generator in {export_dir} is corrupt: {meta.name} is nested too deep "
+                              "to be an mmgan export") from None
     except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"exported generator in {export_dir} is corrupt: {exc}") from None
     return state, config

@@ -349,3 +349,28 @@ def test_resume_refuses_trunk_flags_the_run_was_not_started_with(cli_run, tmp_pa
     result = cli_run("run", "--resume", run, "--init-trunk", other, "--freeze-trunk", "--steps", "2")
     assert_one_line_error(result, "--init-trunk", "without --init-trunk", "--out")
     assert (run / "config.toml").read_text() == config
+
+
+def test_a_run_directory_whose_name_is_not_utf8_is_refused_before_anything_is_written(cli_run, tmp_path):
+    # faults row 63: the run trained, then resume, generate, eval, init-trunk and report all failed on it
+    out = os.fsdecode(os.fsencode(tmp_path) + b"/new\xfeout")
+    result = cli_run("run", "--plugin", "image", *tiny_args(Path(out), steps=1))
+    assert_one_line_error(result, "not valid UTF-8")
+    assert not os.path.exists(out)
+
+
+def test_a_removed_export_checksum_is_a_warning_and_deep_nesting_one_line(cli_run, tmp_path, caplog):
+    # faults row 89: a removed checksum loaded silently; JSON nested 100k deep was a catch-all RecursionError
+    import logging
+
+    run = tmp_path / "run"
+    assert cli_run("run", "--plugin", "image", *tiny_args(run, steps=1)).exit_code == 0
+    meta = run / "export" / "image.json"
+    config = json.loads(meta.read_text())
+    config.pop("weights_sha256")
+    meta.write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="mmgan"):
+        assert cli_run("generate", run, "--last", "-n", "4", "-o", tmp_path / "g.png").exit_code == 0
+    assert any("no checksum" in r.getMessage() and "unchecked" in r.getMessage() for r in caplog.records)
+    meta.write_text("[" * 100_000 + "]" * 100_000)
+    assert_one_line_error(cli_run("generate", run, "--last", "-n", "4", "-o", tmp_path / "h.png"), "nested too deep")

@@ -265,6 +265,11 @@ def resolve(
         config.run.out = str(out)
     elif not config.run.out:
         config.run.out = str(Path("runs") / f"{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:  # config.toml, run.json and exports record the path as UTF-8 text: a name that is not would break them
+        config.run.out.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"run directory {config.run.out!r}: its name is not valid UTF-8 (config.toml and the "
+                          "exports record it as text); choose a UTF-8 name") from None
     if Path(config.run.out).exists() and not Path(config.run.out).is_dir():
         raise ConfigError(f"run directory {config.run.out} exists and is not a directory")
     validate(config)
