@@ -14,6 +14,9 @@ from mmgan.report.data import RunData, Series
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 PANEL_COLUMNS = 3
 SMOOTH_ABOVE = 60  # points: longer series are drawn faintly, with a moving average over them
+# panels in one picture at most: a run that logs thousands of names (a plugin's per-class terms, say) gets
+# the first of each group drawn and the rest counted, so the report stays bounded in time and memory
+MAX_PANELS = 24
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ def draw_curves(runs: list[RunData], out_dir: Path) -> list[Plot]:
                 continue
             name = "run" if group == "run" else kind
             title = "throughput and other values" if group == "run" else f"{group}: {kind}"
+            if len(names) > MAX_PANELS:
+                title += f" (the first {MAX_PANELS} of {len(names)} names; all are in metrics.jsonl)"
+                names = names[:MAX_PANELS]
             path = out_dir / f"{group}_{name}.png"
             draw_panels(runs, group, kind == "metrics", names, path)
             plots.append(Plot(group, "run" if group == "run" else kind, title, path, tuple(names)))
@@ -59,10 +65,11 @@ def draw_panels(runs: list[RunData], group: str, evals: bool, names: list[str], 
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     from matplotlib.ticker import MaxNLocator
 
+    # each run's series of this picture by name, found once (a lookup per panel was quadratic in the names)
+    found = [{s.short: s for s in run.series.values() if s.group == group and s.is_eval == evals} for run in runs]
     for number, (ax, name) in enumerate(zip(axes, names, strict=False)):
         for index, run in enumerate(runs):
-            series = next((s for s in run.series.values()
-                           if s.group == group and s.short == name and s.is_eval == evals), None)
+            series = found[index].get(name)
             if series is None or not series.steps:
                 continue
             colour = COLOURS[index % len(COLOURS)]
