@@ -48,6 +48,38 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(cli_run, tmp_pat
     assert not (tmp_path / "r").exists()
 
 
+def test_a_tracker_that_cannot_start_is_one_line_and_leaves_no_run_directory(cli_run, tmp_path, monkeypatch):
+    """Row 66: wandb without a key was a catch-all UsageError and left a run directory behind; with a key but no
+    network it took 104 s. Any tracker that fails to start is one line naming it, before anything is written."""
+    import accelerate.tracking
+
+    def no_key(self):
+        raise RuntimeError("No API key configured.\nUse `login` to log in.")
+
+    monkeypatch.setattr(accelerate.tracking.TensorBoardTracker, "start", no_key)
+    run = tmp_path / "run"
+    args = ("run", "--plugin", "image", *tiny_args(run), "--set", "train.log_with=tensorboard")
+    assert_one_line_error(cli_run(*args), "the tensorboard tracker could not start: No API key configured. Use `login`",
+                          "leave it out of train.log_with")
+    assert not run.exists()
+    run.mkdir()
+    (run / "NOTES.md").write_text("mine")  # a directory the user made: kept, with their file
+    assert_one_line_error(cli_run(*args), "the tensorboard tracker could not start")
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "NOTES.md"]
+    monkeypatch.undo()
+    assert cli_run(*args).exit_code == 0  # and the same command works once the tracker starts
+
+
+def test_wandb_keeps_its_files_in_the_run_and_gives_up_on_an_unreachable_server_in_30_s(tmp_path, monkeypatch):
+    from mmgan.engine.tracking import init_kwargs
+
+    monkeypatch.delenv("WANDB_INIT_TIMEOUT", raising=False)
+    wandb = init_kwargs(tmp_path / "run")["wandb"]
+    assert wandb == {"name": "run", "dir": str(tmp_path / "run" / "trackers"), "settings": {"init_timeout": 30}}
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "300")  # the user's own setting wins
+    assert "settings" not in init_kwargs(tmp_path / "run")["wandb"]
+
+
 def test_run_json_records_each_session(cli_run, tmp_path):
     run = tmp_path / "run"
     assert cli_run("run", "--plugin", "image", *tiny_args(run, steps=1)).exit_code == 0

@@ -30,6 +30,7 @@ class RunDirectory:
         self.path = Path(path)
         self._lock: IO[str] | None = None
         self._lock_path: Path | None = None
+        self.created = False  # whether lock() made the directory
 
     def lock(self) -> None:
         """Hold the run directory for this process (rank 0 of a run) until :meth:`unlock`: a second
@@ -43,6 +44,7 @@ class RunDirectory:
             raise CheckpointError(f"{lock_path} is a symbolic link (to {os.readlink(lock_path)}); mmgan does not "
                                   "follow it: remove the link and run again")
         try:
+            self.created = self.created or not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
             # O_NOFOLLOW: a link put there between the check and the open fails instead of being followed
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -97,6 +99,20 @@ class RunDirectory:
         if self._lock_path is not None:
             self._lock_path.unlink(missing_ok=True)
             self._lock_path = None
+
+    def discard_if_unused(self) -> None:
+        """After :meth:`unlock`: remove the directory :meth:`lock` made if the run wrote nothing into it but its
+        lock and its trackers' start-up files, so a run that failed to start leaves nothing behind."""
+        if not self.created:
+            return
+        try:
+            if not {p.name for p in self.path.iterdir()} <= {self.LOCK_FILE, "trackers"}:
+                return
+            (self.path / self.LOCK_FILE).unlink(missing_ok=True)
+            shutil.rmtree(self.path / "trackers", ignore_errors=True)
+            self.path.rmdir()
+        except OSError as exc:  # the run's own error matters more than this tidying
+            log.debug("left %s in place: %s", self.path, exc)
 
     @property
     def metrics_path(self) -> Path:

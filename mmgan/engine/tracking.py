@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import socket
 import sys
@@ -27,6 +28,14 @@ log = logging.getLogger("mmgan")
 
 RUN_FACTS = "run.json"
 
+# what to do when a tracker cannot start (appended to its own error)
+START_HINTS = {"wandb": " (log in with `wandb login` or WANDB_API_KEY, log locally with WANDB_MODE=offline, "
+                        "or give a slow server longer with WANDB_INIT_TIMEOUT=seconds)"}
+
+
+class TrackerError(MMGANError):
+    """A tracker of ``train.log_with`` could not start."""
+
 
 def flat_config(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``{"train.lr_g": 0.0002, ...}``: what trackers take as hyperparameters (lists as strings)."""
@@ -37,14 +46,39 @@ def flat_config(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return flat
 
 
+def init_kwargs(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """What each tracker's start-up is given: wandb names the run after its directory, keeps its local files in
+    ``RUN/trackers`` (not the working directory) and, unless WANDB_INIT_TIMEOUT says otherwise, gives up on an
+    unreachable server after 30 s instead of its own 90."""
+    wandb: dict[str, Any] = {"name": Path(run_dir).name, "dir": str(Path(run_dir) / "trackers")}
+    if "WANDB_INIT_TIMEOUT" not in os.environ:
+        wandb["settings"] = {"init_timeout": 30}
+    return {"wandb": wandb}
+
+
 class Trackers:
     """The run's trackers (rank 0 only, as Accelerate logs): scalars, then sample images and audio."""
 
-    def __init__(self, accelerator: Any, names: Sequence[str], run_name: str, config: dict[str, dict[str, Any]]):
+    def __init__(self, accelerator: Any, names: Sequence[str], run_dir: Path, config: dict[str, dict[str, Any]]):
         self.accelerator, self.names = accelerator, list(names)
-        if self.names:
-            accelerator.init_trackers("mmgan", config=flat_config(config),
-                                      init_kwargs={"wandb": {"name": run_name}})
+        if not self.names:
+            return
+        if "wandb" in self.names and accelerator.is_main_process:
+            (Path(run_dir) / "trackers").mkdir(parents=True, exist_ok=True)  # wandb's dir must exist
+        try:
+            accelerator.init_trackers("mmgan", config=flat_config(config), init_kwargs=init_kwargs(run_dir))
+        except Exception as exc:  # each tracker package has its own errors (no key, no network): one line here
+            failed = []
+            for tracker in accelerator.trackers:  # close the ones that started; name the first that did not
+                try:
+                    tracker.finish()
+                except Exception:  # noqa: BLE001 (this one never started)
+                    failed.append(getattr(tracker, "name", None))
+            accelerator.trackers.clear()
+            name = next((n for n in failed if n in self.names), self.names[0])
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise TrackerError(f"train.log_with: the {name} tracker could not start: {reason}"
+                               f"{START_HINTS.get(name, '')}; or leave it out of train.log_with") from exc
 
     def log(self, record: dict[str, float], step: int) -> None:
         if self.names:

@@ -220,10 +220,15 @@ class Trainer(RunOutputs):
             if self.trackers is not None:
                 self.trackers.close()
             self.files.unlock()
+            if status == "failed":
+                self.files.discard_if_unused()  # a run that failed before writing anything leaves no directory
 
     def _fit(self, stop: StopRequests) -> Path:
         t, acc = self.config.train, self.accelerator
+        stop.where = f"continue from the last checkpoint with: mmgan run --resume {self.run_dir}"
         with rank0_work():  # rank 0's writes and tracker start-up: the others wait in a barrier of their own
+            # trackers first: one that cannot start (no wandb key, no network) fails before anything is written
+            self.trackers = Trackers(acc, t.log_with, self.run_dir, self.config.to_dict())
             if acc.is_main_process:
                 # what a killed run left half-written goes first: on a full disk it is the space we need
                 self.files.remove_leftovers()
@@ -232,7 +237,6 @@ class Trainer(RunOutputs):
                 self.facts.start({i.name: i.version for i in describe_plugins(self.pm)}, acc, self.step, t.steps)
                 log.info("training %s from step %d to %d on %s x%d; writing to %s", ", ".join(self.modalities),
                          self.step, t.steps, acc.device, acc.num_processes, self.run_dir)
-            self.trackers = Trackers(acc, t.log_with, self.run_dir.name, self.config.to_dict())
         # a modality whose last step is the checkpoint resumed from: a stop between that checkpoint and its
         # export would leave it unwritten for good (it is not written after its last step); write it again
         again = [n for n in self.live_modalities() if 0 < self.step == self.own_steps(n) < t.steps]
