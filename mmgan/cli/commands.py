@@ -116,7 +116,7 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
     from mmgan import config as cfg
     from mmgan.engine import Trainer, distributed
     from mmgan.engine.rundir import RunDirectory
-    from mmgan.engine.stop import Stopped
+    from mmgan.engine.stop import GraceExpired, Stopped
     from mmgan.errors import StorageError
 
     if overwrite and resume is not None:
@@ -145,6 +145,10 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
         if trainer.accelerator.is_main_process:
             click.echo(f"\n{stop}, checkpoint written; continue with: mmgan run --resume {run_dir}", err=True)
         sys.exit(stop.exit_code)
+    except GraceExpired as late:
+        click.echo(f"\n{late} at step {trainer.step}; continue from the last checkpoint with: mmgan run --resume "
+                   f"{run_dir}", err=True)
+        sys.exit(late.exit_code)
     except KeyboardInterrupt:
         # the last checkpoint is intact (they are renamed into place only once complete)
         click.echo(f"\ninterrupted at step {trainer.step}, nothing more written; continue from the last checkpoint "

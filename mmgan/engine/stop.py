@@ -6,12 +6,20 @@ agree at each step boundary), writes a checkpoint and the export, and the run en
 SIGINT (Ctrl-C again, while the checkpoint is written, say) raises ``KeyboardInterrupt`` at once:
 nothing more is written, and the previous checkpoint stays intact (a checkpoint becomes visible only
 once complete).
+
+Schedulers follow SIGTERM with SIGKILL after a grace period (30 s in Slurm and Kubernetes by default). A
+stop that has not ended ``MMGAN_STOP_GRACE`` seconds (25 by default; 0 waits for as long as it takes) after
+the first signal is abandoned: ``GraceExpired`` is raised in the main thread as soon as it runs Python again
+(between two native operations of a very large step, say), and if it is still inside one native call 3 s
+later, the process leaves at once with one line. Either way the last complete checkpoint stays valid.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -19,7 +27,43 @@ from types import FrameType
 import torch
 from accelerate import Accelerator
 
+from mmgan.errors import ConfigError
+
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
+GRACE_ENV = "MMGAN_STOP_GRACE"
+HARD_EXIT_AFTER = 3.0  # seconds the main thread has to unwind once the grace period is over
+
+
+def stop_grace() -> float:
+    """Seconds a signalled stop may take before it is abandoned (``MMGAN_STOP_GRACE``, 25; 0: no limit)."""
+    text = os.environ.get(GRACE_ENV, "").strip()
+    if not text:
+        return 25.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(f"{GRACE_ENV}={text!r}: expected a number of seconds, 0 or more (0: no limit)")
+    return seconds
+
+
+def exit_code(signum: int) -> int:
+    return EXIT_CODES.get(signal.Signals(signum), 128 + signum)
+
+
+class GraceExpired(KeyboardInterrupt):
+    """The stop a signal asked for did not end within the grace period: what was in progress (a step, a
+    checkpoint) is abandoned, and the last complete checkpoint stays."""
+
+    def __init__(self, signum: int, grace: float) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}: the step or checkpoint in progress did not "
+                         f"end within {grace:g} s of the signal ({GRACE_ENV}), so it was abandoned")
+        self.signum, self.grace = signum, grace
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.signum)
 
 
 class Stopped(Exception):
@@ -31,20 +75,43 @@ class Stopped(Exception):
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(signal.Signals(self.signum), 128 + self.signum)
+        return exit_code(self.signum)
 
 
 class StopRequests:
-    """The signals this process received while installed (see :func:`stop_requests`)."""
+    """The signals this process received while installed (see :func:`stop_requests`), and the clock of the
+    grace period the first one starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace: float = 0.0) -> None:
         self.signum: int | None = None
+        self.grace, self.expired = grace, False
+        self.done = threading.Event()  # set when the body of stop_requests is left: the clock stops
+        self.where = ""  # what the hard exit's line says (set by the trainer: the run and its last checkpoint)
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.expired:
+            raise GraceExpired(self.signum or signum, self.grace)
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now, write nothing more
         if self.signum is None:
             self.signum = signum
+            if self.grace > 0:
+                threading.Thread(target=self._clock, name="mmgan-stop-grace", daemon=True).start()
+
+    def _clock(self) -> None:
+        if self.done.wait(self.grace):
+            return
+        self.expired = True
+        main = threading.main_thread().ident
+        if main is not None:  # the handler runs in the main thread as soon as it runs Python again
+            signal.pthread_kill(main, self.signum or signal.SIGTERM)
+        if self.done.wait(HARD_EXIT_AFTER):
+            return
+        # still inside one native call: leave now (the last complete checkpoint is valid; the OS frees the lock)
+        message = GraceExpired(self.signum or signal.SIGTERM, self.grace)
+        sys.stderr.write(f"\n{message}, in native code that did not return; {self.where}\n")
+        sys.stderr.flush()
+        os._exit(message.exit_code)
 
     def agreed(self, accelerator: Accelerator) -> int | None:
         """The signal any rank received (every rank calls this after every step), or None."""
@@ -59,7 +126,7 @@ class StopRequests:
 def stop_requests() -> Iterator[StopRequests]:
     """Catch SIGTERM and SIGINT while the body runs (the main thread only: Python delivers signals
     there), restoring the previous handlers afterwards."""
-    requests = StopRequests()
+    requests = StopRequests(stop_grace())
     if threading.current_thread() is not threading.main_thread():
         yield requests
         return
@@ -67,5 +134,6 @@ def stop_requests() -> Iterator[StopRequests]:
     try:
         yield requests
     finally:
+        requests.done.set()
         for s, handler in previous.items():
             signal.signal(s, handler)
