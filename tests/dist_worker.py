@@ -93,9 +93,23 @@ def main(mode: str, out: str, argv: list[str]) -> None:
 
 
 def run_cli(out: str, argv: list[str]) -> None:
-    """The real `mmgan` command line (what users run), once this process's pid is in OUT/pid<rank>."""
+    """The real `mmgan` command line (what users run), once this process's pid is in OUT/pid<rank>. With
+    MMGAN_TEST_SLOW=evaluate|save_checkpoint, rank 0 writes OUT/in_<phase> and waits 5 s when it enters that
+    phase after step 2 (so that a test can kill a machine during it)."""
     (Path(out) / f"pid{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
     from mmgan.cli.commands import main as cli_main
+
+    phase = os.environ.get("MMGAN_TEST_SLOW")
+    if phase and os.environ.get("RANK") == "0":
+        real = getattr(Trainer, phase)
+
+        def slow(self: Trainer, *args: object) -> object:
+            if self.step > 2:
+                (Path(out) / f"in_{phase}").write_text(str(self.step))
+                time.sleep(5)
+            return real(self, *args)
+
+        setattr(Trainer, phase, slow)
 
     sys.argv = ["mmgan", *argv]
     cli_main()
@@ -107,7 +121,7 @@ def watch(out: str, victim: int, how: str) -> None:
     with one "Error:" line, as the CLI prints it (raised, or from the heartbeat thread)."""
     import torch.distributed as dist
 
-    from mmgan.engine.distributed import RankLost, RankWatch
+    from mmgan.engine.rankwatch import RankLost, RankWatch
 
     dist.init_process_group("gloo")
     rank, step = dist.get_rank(), 0

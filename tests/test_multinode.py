@@ -24,16 +24,19 @@ from conftest import assert_one_line_error, read_metrics, tiny_args
 from safetensors.torch import load_file
 from test_distributed import TINY, WORKER, free_port, settings, shards  # noqa: F401 - shards is a fixture
 
+from mmgan import checkpoint
+
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--plugin", "image", "--plugin", "speech", "--batch-size", 4, "--no-progress",
         *settings(*TINY, "train.checkpoint_every=2", "train.sample_every=2", "train.ema_decay=0.9")]
 
 
-def start_machines(logs: Path, *args: object) -> list[subprocess.Popen]:
+def start_machines(logs: Path, *args: object, **env_extra: str) -> list[subprocess.Popen]:
     """`accelerate launch` on machine 0 and machine 1 (one process each), as two cluster nodes run it; their
-    output goes to logs/machine<m>.log (a pipe nobody reads while they train could fill and block them)."""
+    output goes to logs/machine<m>.log (a pipe nobody reads while they train could fill and block them). Each
+    launcher leads a process group of its own, as on its own machine."""
     port = str(free_port())
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", **env_extra}
     machines = []
     for machine in (0, 1):
         with open(logs / f"machine{machine}.log", "w") as log:
@@ -41,7 +44,7 @@ def start_machines(logs: Path, *args: object) -> list[subprocess.Popen]:
                 [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                  "--num_machines", "2", "--machine_rank", str(machine), "--main_process_ip", "127.0.0.1",
                  "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", *map(str, args)],
-                stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT))
+                stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, start_new_session=True))
     return machines
 
 
@@ -123,6 +126,54 @@ def test_a_killed_rank_stops_the_other_machine_in_one_line_and_the_run_resumes_e
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(reference, resumed, strict=True):
         assert {k: v for k, v in a.items() if "/" in k} == {k: v for k, v in b.items() if "/" in k}, a["step"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim, what, during", [
+    (1, "launcher", "a step"),  # the case reported: machine 1's launcher killed with its process group
+    (0, "launcher", "a step"),  # the rendezvous store goes with it
+    (1, "machine", "evaluate"),
+    (0, "machine", "save_checkpoint"),
+])
+def test_a_dead_machine_stops_the_other_in_one_line_within_two_minutes(shards, tmp_path, victim, what, during):  # noqa: F811
+    """Issue 26 item 4. Killing a machine's launcher with its process group left its worker training on (the
+    launcher starts workers in sessions of their own), and the other machine with it: that worker now stops the
+    run as SIGTERM does, with a checkpoint. A whole machine killed (launcher and worker) during a step, an
+    evaluation or a checkpoint: the survivor names the dead rank. Either way the survivor exits non-zero with
+    one line of mmgan's own, within two minutes."""
+    run = tmp_path / "run"
+    slow = {} if during == "a step" else {"MMGAN_TEST_SLOW": during}
+    machines = start_machines(tmp_path, WORKER, "cli", tmp_path, "run", *data(shards), "--out", run, "--steps",
+                              100_000, *ARGS, "--set", "train.eval_every=4", "--set", "train.eval_samples=130",
+                              MMGAN_RANK_TIMEOUT="20", **slow)
+    deadline = time.monotonic() + 240
+    while not (((run / "metrics.jsonl").exists() and len(read_metrics(run)) >= 3) if during == "a step"
+               else (tmp_path / f"in_{during}").exists()):
+        assert time.monotonic() < deadline and all(m.poll() is None for m in machines), (
+            (tmp_path / "machine0.log").read_text()[-3000:])
+        time.sleep(0.1)
+    killed = time.monotonic()
+    os.killpg(machines[victim].pid, signal.SIGKILL)
+    if what == "machine":
+        os.kill(int((tmp_path / f"pid{victim}").read_text()), signal.SIGKILL)
+    survivor = machines[1 - victim]
+    survivor.wait(timeout=150)
+    seconds = time.monotonic() - killed
+    out = (tmp_path / f"machine{1 - victim}.log").read_text()
+    ours = out.split("torch/distributed/elastic")[0]  # then the launcher reports its failed child
+    lines = [line for line in ours.splitlines() if line.startswith(("Error:", "stopped by"))]
+    assert survivor.returncode != 0 and seconds < 120, (seconds, out[-3000:])
+    assert len(lines) == 1 and "Traceback" not in ours, ours[-3000:]
+    if what == "machine":
+        assert lines[0].startswith(f"Error: rank {victim}") and "stopped answering" in lines[0], lines[0]
+    else:  # the orphaned worker stopped the run at a step boundary, with a checkpoint on every rank
+        assert lines[0].startswith("stopped by SIGTERM") and "checkpoint written" in lines[0], lines[0]
+        step = int(lines[0].split(" at step ")[1].split(",")[0])
+        assert checkpoint.checkpoint_dirs(run)[-1].name == f"step_{step:06d}"
+    for machine in machines:
+        if machine.poll() is None:
+            os.killpg(machine.pid, signal.SIGKILL)
+    print(f"{what} {victim} killed during {during}: machine {1 - victim} stopped {seconds:.1f} s later: {lines[0]}")
 
 
 @pytest.mark.slow

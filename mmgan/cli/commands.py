@@ -142,7 +142,7 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
     try:
         trainer.fit()
     except Stopped as stop:
-        if trainer.accelerator.is_main_process:
+        if trainer.accelerator.is_local_main_process:  # one line on each machine
             click.echo(f"\n{stop}, checkpoint written; continue with: mmgan run --resume {run_dir}", err=True)
         sys.exit(stop.exit_code)
     except GraceExpired as late:

@@ -31,6 +31,7 @@ from mmgan.errors import ConfigError
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 GRACE_ENV = "MMGAN_STOP_GRACE"
+RANKS = 1 << 20  # a signal and the rank that got it travel as one number: signum * RANKS + rank
 HARD_EXIT_AFTER = 3.0  # seconds the main thread has to unwind once the grace period is over
 
 
@@ -67,11 +68,13 @@ class GraceExpired(KeyboardInterrupt):
 
 
 class Stopped(Exception):
-    """A run stopped by a signal after writing a checkpoint of ``step``."""
+    """A run stopped by a signal (to another rank, where ``rank`` is given) after writing a checkpoint of
+    ``step``."""
 
-    def __init__(self, signum: int, step: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
-        self.signum, self.step = signum, step
+    def __init__(self, signum: int, step: int, rank: int | None = None) -> None:
+        to = f" (sent to rank {rank})" if rank is not None else ""
+        super().__init__(f"stopped by {signal.Signals(signum).name}{to} at step {step}")
+        self.signum, self.step, self.rank = signum, step, rank
 
     @property
     def exit_code(self) -> int:
@@ -113,13 +116,18 @@ class StopRequests:
         sys.stderr.flush()
         os._exit(message.exit_code)
 
-    def agreed(self, accelerator: Accelerator) -> int | None:
-        """The signal any rank received (every rank calls this after every step), or None."""
-        mine = float(self.signum or 0)
-        if accelerator.num_processes > 1:
-            flags = accelerator.reduce(torch.tensor([mine], device=accelerator.device), reduction="max")
-            mine = flags.item()
-        return int(mine) or None
+    def agreed_by(self, accelerator: Accelerator) -> tuple[int | None, int | None]:
+        """The signal any rank received, and which rank (None: this one, or no signal)."""
+        if accelerator.num_processes == 1:
+            return self.signum, None
+        # one all-reduce: the larger signal wins (SIGTERM over SIGINT), then the higher rank
+        mine = float(self.signum * RANKS + accelerator.process_index) if self.signum else 0.0
+        flag = accelerator.reduce(torch.tensor([mine], dtype=torch.float64, device=accelerator.device),
+                                  reduction="max")
+        if not int(flag.item()):
+            return None, None
+        signum, rank = divmod(int(flag.item()), RANKS)
+        return signum, (None if rank == accelerator.process_index else rank)
 
 
 @contextlib.contextmanager

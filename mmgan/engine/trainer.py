@@ -34,11 +34,12 @@ from mmgan.engine.build import (
     load_trunk,
     new_accelerator,
 )
-from mmgan.engine.distributed import RankWatch, convert_sync_batchnorm, end_training, rank0_work
+from mmgan.engine.distributed import convert_sync_batchnorm, end_training, rank0_work
 from mmgan.engine.ema import ema_groups, update_ema_groups
 from mmgan.engine.finite import check_losses, check_weights
 from mmgan.engine.optim import discriminator_optimizer, exclusive_block_owners, generator_optimizer, per_modality_groups
 from mmgan.engine.outputs import RunOutputs
+from mmgan.engine.rankwatch import RankWatch
 from mmgan.engine.resume import load_checkpoint, noise_seed, save_checkpoint
 from mmgan.engine.rundir import RunDirectory
 from mmgan.engine.step import StepParts, mean_over_processes, train_step
@@ -301,14 +302,14 @@ class Trainer(RunOutputs):
                             self.export(name)
             if save:
                 self.save_checkpoint()
-            signum = stop.agreed(acc)
+            signum, by = stop.agreed_by(acc)
             if signum is not None:
                 bar.close()
                 if not save:
                     self.check_weights()
                     self.prepare_ema()
                     self.save_checkpoint()
-                raise Stopped(signum, self.step)
+                raise Stopped(signum, self.step, by)
         bar.close()
         acc.wait_for_everyone()
         end_training(acc)  # finishes the trackers; ends the process group, bounded in time
