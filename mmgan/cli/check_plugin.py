@@ -6,8 +6,8 @@ step and checks that every parameter got a gradient, then trains a few more and 
 failures of a new modality: a discriminator whose loss stays at its value for D(x) = 0 (it learns
 nothing), one whose loss falls to a tenth of its early level (or of that value) or less (it overpowers
 the generator, which then collapses: lower its learning rate, add a gradient penalty or shrink it), and a
-generator whose samples do not vary, or vary far less (under 0.5% of the std over a batch) than the real
-ones.
+generator whose samples vary far less (under 0.5% of the std over a batch) than the real ones. Samples that
+do not vary at all are an error.
 """
 
 from __future__ import annotations
@@ -136,13 +136,13 @@ def _warn_about_training(report: CheckReport, trainer: Trainer, modality: str, l
     elif not _check_discriminator(report, trainer, modality, d_values):
         return
     gen = torch.Generator().manual_seed(1)
-    gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         fake = trainer.G(modality, spec.make_input(real, mcfg, gen).to(real.device)).float()
     spread, real_spread = _spread(fake), _spread(real)
-    if not spread > 1e-6:
-        report.warnings.append(f"the generator's samples do not vary after {len(losses)} steps (std over the "
-                               f"batch {spread:.2e}): it ignores its input or has collapsed")
+    if not spread > 1e-6 and real_spread > 1e-6:  # every input gives the same sample: nothing to train
+        report.errors.append(f"the generator's samples do not vary after {len(losses)} steps (std over the "
+                             f"batch {spread:.2e}, the data's {real_spread:.3g}): it ignores its input or has "
+                             "collapsed")
     elif spread < COLLAPSE_SPREAD * real_spread:
         report.warnings.append(f"the generator's samples vary far less than the data's after {len(losses)} steps "
                                f"(mean std over the batch {spread:.3g}, the data's {real_spread:.3g}): it barely "

@@ -15,7 +15,7 @@ import click
 from mmgan import __version__
 from mmgan.contract import calls
 from mmgan.contract.manager import describe_plugins, get_modality, get_plugin_manager
-from mmgan.errors import MMGANError, PluginError, first_line
+from mmgan.errors import MMGANError, PluginError, PluginFailed, first_line
 
 
 class MMGANGroup(click.Group):
@@ -33,6 +33,10 @@ class MMGANGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             sys.exit(130)
+        except PluginFailed as exc:  # a plugin's bug: named, with the way to its traceback
+            if VERBOSE.on:
+                raise
+            raise click.ClickException(f"{exc} (rerun with -v for the traceback)") from None
         except OSError as exc:
             if VERBOSE.on:
                 raise
@@ -121,6 +125,9 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
 
     if overwrite and resume is not None:
         raise click.ClickException("--overwrite starts a run over and --resume continues one: give one of them")
+    if resume is not None and str(resume) != "auto" and str(resume).lower() == "auto" and not resume.exists():
+        raise click.ClickException(f"--resume {resume}: there is no run directory {resume}; --resume auto (lower "
+                                   "case) continues the run in --out, or starts it")
     if resume is not None and str(resume) == "auto":
         if out is None:
             raise click.ClickException("--resume auto needs --out: the run directory to continue or to start")
@@ -135,6 +142,9 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
     config = cfg.resolve(get_modality, plugins=plugins, config_file=config_file, resume_dir=resume, data=data,
                          steps=steps, batch_size=batch_size, seed=seed, out=out, overrides=overrides)
     run_dir = Path(config.run.out)
+    if overwrite and init_trunk is not None and Path(init_trunk).resolve() == run_dir.resolve():
+        raise click.ClickException(f"--init-trunk {init_trunk} is the run --overwrite would remove: copy its export "
+                                   "elsewhere first, or choose another --out")
     if overwrite and RunDirectory(run_dir).holds_run():
         removed = RunDirectory(run_dir).overwrite()
         click.echo(f"--overwrite: removed {', '.join(p.name for p in removed)} of the run in {run_dir}", err=True)

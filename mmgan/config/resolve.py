@@ -140,8 +140,6 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(str(exc)) from None
     if not -1 <= config.run.frozen_blocks <= tr.depth:
         raise ConfigError(f"run.frozen_blocks must be in [-1, trunk.depth={tr.depth}], got {config.run.frozen_blocks}")
-    if config.run.freeze_trunk and not config.run.init_trunk:
-        log.warning("run.freeze_trunk without run.init_trunk: the trunk stays at its random initialisation")
     if config.run.init_trunk_export not in ("best", "last"):
         raise ConfigError(f"run.init_trunk_export must be best or last, got {config.run.init_trunk_export!r}")
     if not 0 <= config.run.seed < 2**32:

@@ -3,12 +3,15 @@ asked first (for a first answer) or beside it (where every answer counts), so ol
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from mmgan.contract.manager import get_modality_object, get_plugin_manager, modality_objects
+from mmgan.errors import MMGANError, PluginFailed, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -18,17 +21,38 @@ if TYPE_CHECKING:
     from mmgan.contract.contexts import EvalContext, ReportContext, ReportSection
 
 
+@contextlib.contextmanager
+def plugin_code(name: str, method: str, pm: pluggy.PluginManager) -> Iterator[None]:
+    """Around a call into a modality's own code: an exception that is not one of mmgan's (a user mistake it
+    reports) or the operating system's becomes :class:`PluginFailed`, naming the modality, its plugin and
+    ``method``."""
+    try:
+        yield
+    except (MMGANError, OSError):
+        raise
+    except Exception as exc:
+        try:
+            plugin = type(get_modality_object(name, pm)).__module__.split(".")[0]
+        except Exception:  # noqa: BLE001 - the plugin's own error matters more
+            plugin = "?"
+        raise PluginFailed(f"modality {name!r} (plugin {plugin}): {method} raised {type(exc).__name__}: "
+                           f"{first_line(exc)}") from exc
+
+
 def build_generator(name: str, config: Any, width: int,
                     pm: pluggy.PluginManager | None = None) -> tuple[nn.Module, nn.Module] | None:
     """``(stem, head)`` of modality ``name``."""
     pm = pm or get_plugin_manager()
-    built = pm.hook.mmgan_build_generator(modality=name, config=config, width=width)
-    return built if built is not None else get_modality_object(name, pm).build_generator(config, width)
+    with plugin_code(name, "build_generator", pm):
+        built = pm.hook.mmgan_build_generator(modality=name, config=config, width=width)
+        return built if built is not None else get_modality_object(name, pm).build_generator(config, width)
 
 
 def build_discriminator(name: str, config: Any, pm: pluggy.PluginManager | None = None) -> nn.Module | None:
     """Modality ``name``'s discriminator, through the wrappers of ``mmgan_build_discriminator``."""
-    return (pm or get_plugin_manager()).hook.mmgan_build_discriminator(modality=name, config=config)
+    pm = pm or get_plugin_manager()
+    with plugin_code(name, "build_discriminator", pm):
+        return pm.hook.mmgan_build_discriminator(modality=name, config=config)
 
 
 def read_data(name: str, source: str, config: Any, seed: int,

@@ -144,7 +144,9 @@ class RunDirectory:
             for name in self.RUN_FILES:
                 target = self.path / name
                 with writing(target):
-                    if target.is_dir():
+                    if target.is_symlink():  # a link the user made: remove the link, never what it points to
+                        target.unlink()
+                    elif target.is_dir():
                         shutil.rmtree(target)
                     elif target.exists():
                         target.unlink()

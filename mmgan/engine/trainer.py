@@ -80,6 +80,8 @@ class Trainer(RunOutputs):
         if config.run.init_trunk and not (resume and checkpoint.checkpoint_dirs(self.run_dir)):
             given = load_trunk(generators.trunk, Path(config.run.init_trunk),
                                last=config.run.init_trunk_export == "last")
+        if config.run.freeze_trunk and not config.run.init_trunk:
+            log.warning("run.freeze_trunk without run.init_trunk: the trunk stays at its random initialisation")
         if config.run.freeze_trunk:  # the blocks init_trunk gave; config.toml records how many
             if config.run.frozen_blocks < 0:  # a new run's (a run from before the key froze them all)
                 config.run.frozen_blocks = given

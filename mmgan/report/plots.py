@@ -5,6 +5,7 @@ evaluation metrics. Figures are drawn without pyplot, so no global state and no 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,9 @@ def draw_panels(runs: list[RunData], group: str, evals: bool, names: list[str], 
     for ax in axes[len(names):]:
         ax.set_visible(False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    with warnings.catch_warnings():  # a run name in a script the font lacks (漢) is drawn as boxes: not worth
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # two lines of stderr per glyph
+        figure.savefig(path, format="png")
 
 
 def draw_series(ax, series: Series, colour: str, label: str | None, markers: bool) -> None:  # noqa: ANN001
