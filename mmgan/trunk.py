@@ -137,14 +137,20 @@ class GeneratorSet(nn.Module):
     def modality_state_dict(self, modality: str) -> dict[str, torch.Tensor]:
         """The weights one modality's generator needs: its stem, the trunk (its own FiLM only), its head."""
         own = (f"stems.{modality}.", f"heads.{modality}.")
-        state = {}
+        state, storages = {}, set()
         for key, value in self.state_dict().items():
             if key.startswith(("stems.", "heads.")) and not key.startswith(own):
                 continue
             if key.startswith(("trunk.film.", "trunk.gate.")) and key not in (f"trunk.film.{modality}",
                                                                               f"trunk.gate.{modality}"):
                 continue
-            state[key] = value.detach().clone().contiguous()
+            # the weights themselves, not a copy (a copy of a large generator is as large again, at the moment the
+            # export's writer makes its own): copied only where safetensors needs it, a storage shared by two
+            # names (it refuses those) or a tensor that is not contiguous
+            value = value.detach()
+            shared = value.untyped_storage().data_ptr() in storages
+            storages.add(value.untyped_storage().data_ptr())
+            state[key] = value.clone().contiguous() if shared else value.contiguous()
         return state
 
 

@@ -32,12 +32,15 @@ from mmgan import config as cfg
 from mmgan.cli.commands import build_cli
 from mmgan.config.trackers import check_trackers
 from mmgan.contract.manager import get_modality
-from mmgan.data.shards import ShardStream, open_shards, pack
+from mmgan.data.shards import ShardStream, check_pack_output, open_shards, pack
 from mmgan.errors import ConfigError, DataError, MetricError
 from mmgan.testing import plugin_registered
 from mmgan_image.inception import load_fid_inception
 from mmgan_image.shards import ImageCodec
-from mmgan_speech.audio import read_wav, write_wav
+from mmgan_speech.audio import WavBlocks, read_wav, write_wav
+from mmgan_speech.datasets import WavFolderDataset
+from mmgan_speech.shards import SpeechCodec
+from mmgan_speech.vocode import read_mel_input
 
 SR = 22050
 # faults row 62: a run directory whose name has spaces, non-ASCII letters and URL syntax
@@ -259,6 +262,30 @@ def test_init_trunk_from_the_run_itself_is_one_line_and_freeze_trunk_alone_a_war
     assert (run / "export" / "image.safetensors").read_bytes() == export
 
 
+def test_range_errors_and_quoted_values_in_a_config_file_name_the_file_and_the_key(tmp_path):
+    """Row 77: a value out of range from a --config file named the key but not the file; a quoted number or
+    bool in the file ('8', 'yes') was parsed as --set parses it. --set keeps its wording and its strings."""
+    path = tmp_path / "two.toml"
+    for line, named in (("[speech]\nlr_g = -1", "two.toml: speech.lr_g must be >= 0 (0: train.lr_g), got -1.0"),
+                        ("[speech]\nsegment_length = 5", "two.toml: [speech] segment_length must be a multiple"),
+                        ("[speech]\nngf = '8'", "two.toml: speech.ngf: expected an integer, got the string '8'; "
+                                             "write 8 without quotes"),
+                        ("[image]\nspectral_norm = 'yes'", "two.toml: image.spectral_norm: expected true or false, "
+                                                          "got the string 'yes'; write true without quotes"),
+                        ("[train]\nlr_g = '1e-3'", "two.toml: train.lr_g: expected a number, got the string")):
+        path.write_text(f"[run]\nmodalities = ['image', 'speech']\n{line}\n")
+        with pytest.raises(ConfigError) as err:
+            cfg.resolve(get_modality, config_file=path)
+        assert named in str(err.value) and "\n" not in str(err.value), str(err.value)
+    path.write_text("[run]\nmodalities = ['image', 'speech']\n[speech]\nlr_g = -1\n")
+    with pytest.raises(ConfigError) as err:  # --set's value replaced the file's: the error is --set's
+        cfg.resolve(get_modality, config_file=path, overrides=["speech.lr_g=-2"])
+    assert str(err.value) == "speech.lr_g must be >= 0 (0: train.lr_g), got -2.0"
+    config = cfg.resolve(get_modality, config_file=path, overrides=["speech.lr_g=0", "image.spectral_norm=yes",
+                                                                    "speech.ngf=8"])
+    assert config.modalities["image"].spectral_norm is True and config.modalities["speech"].ngf == 8
+
+
 def test_wrong_types_in_a_two_modality_config_file_name_the_file_and_the_key(tmp_path):
     """Row 77: wrong TOML types in either modality's section of a two-modality run (bad values through --set:
     tests/test_multitask.py)."""
@@ -318,6 +345,10 @@ def lying(path: Path, offset: int, fmt: str, value: int) -> Path:
     ("byte_rate.wav", 28, "<I", 7, "truncated or corrupt WAV file (WAV header is invalid"),
     ("block_align.wav", 32, "<H", 3, "truncated or corrupt WAV file (WAV header is invalid"),
     ("format.wav", 20, "<H", 0x55, "unsupported WAV sample format"),  # MPEG layer 3
+    # the fmt chunk's size past the end of the file: was a catch-all UnboundLocalError naming no file
+    ("fmt_size.wav", 16, "<I", 10**6, "truncated or corrupt WAV file (its 'fmt' chunk claims 1000000 bytes"),
+    # the data chunk's: read_wav read the samples there, vocode refused it (`mmap length is greater ...`)
+    ("data_size.wav", 40, "<I", 10**6, "truncated WAV file (its data chunk claims 1000000 bytes"),
 ])
 def test_a_wav_header_that_lies_is_one_line_naming_the_file(name, offset, fmt, value, fragment, cli_run, speech_run,
                                                             tmp_path):
@@ -328,6 +359,31 @@ def test_a_wav_header_that_lies_is_one_line_naming_the_file(name, offset, fmt, v
     assert str(path) in str(err.value) and fragment in str(err.value) and "\n" not in str(err.value)
     assert_one_line_error(cli_run("vocode", speech_run, path, "-o", tmp_path / "o.wav"), name, fragment)
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_wav_whose_chunk_runs_past_the_end_is_skipped_and_counted_in_a_folder_and_one_line_alone(tmp_path,
+                                                                                                      caplog):
+    """Row 80: a fmt chunk whose size runs past the end of the file (was: a catch-all UnboundLocalError that
+    refused the whole folder in training and data pack), and a data chunk claiming more than the file holds
+    (was: read by training and data pack, refused by vocode): skipped and counted like other truncated clips,
+    and refused alike by read_wav and by vocode's reader."""
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for i in range(2):
+        write_wav(folder / f"ok{i}.wav", 0.1 * np.sin(np.arange(SR) * 0.05), SR)
+    bad = [lying(folder / "fmt_size.wav", 16, "<I", 10**6), lying(folder / "data_size.wav", 40, "<I", 10**6)]
+    with caplog.at_level(logging.WARNING, logger="mmgan"):
+        dataset = WavFolderDataset(folder, segment_length=2048)
+    assert dataset.skip_counts["unreadable"] == 2 and len(dataset.files) == 2
+    assert "skipped 2 unreadable (first: data_size.wav: " in caplog.text and "2 of 4 files used" in caplog.text
+    manifest = pack(SpeechCodec(2048, SR), "speech", str(folder), tmp_path / "packed", progress=False)
+    assert manifest["count"] == 2
+    for path, fragment in zip(bad, ("its 'fmt' chunk claims", "its data chunk claims"), strict=True):
+        for read in (read_wav, WavBlocks, read_mel_input):
+            with pytest.raises(DataError) as err:
+                read(path)
+            message = str(err.value)
+            assert message.startswith(f"{path}: truncated") and fragment in message and "\n" not in message
 
 
 # ---- generate ---------------------------------------------------------------------------------------------
@@ -355,7 +411,7 @@ def test_data_pack_edge_cases_are_one_line_or_skip_and_leave_nothing_behind(cli_
     directory: tests/test_shards.py)."""
     (tmp_path / "file").write_text("mine\n")
     assert_one_line_error(cli_run("data", "pack", "builtin:shapes", tmp_path / "file", "--modality", "image",
-                                  "--no-progress"), "file exists and is not a directory")
+                                  "--no-progress"), "file exists and is")
     assert (tmp_path / "file").read_text() == "mine\n"
     assert_one_line_error(cli_run("data", "pack", "builtin:shapes", tmp_path / "zero", "--modality", "image",
                                   "--limit", "0", "--no-progress"), "--limit must be positive, got 0")
@@ -384,6 +440,25 @@ def test_data_pack_edge_cases_are_one_line_or_skip_and_leave_nothing_behind(cli_
     with pytest.raises(KeyboardInterrupt):
         pack(Interrupted(32), "image", "builtin:shapes", tmp_path / "cut", shard_size=5, limit=20, progress=False)
     assert not (tmp_path / "cut").exists()
+
+
+def test_data_pack_into_an_existing_file_says_it_is_a_file(tmp_path):
+    """Row 87: OUT an existing file was refused in the run directory's words (`run directory OUT exists and is
+    not a directory`); the pack says what OUT is to it."""
+    (tmp_path / "file").write_text("mine\n")
+    for check in (check_pack_output, lambda out: pack(ImageCodec(32), "image", "builtin:shapes", out, limit=2,
+                                                      progress=False)):
+        with pytest.raises(DataError) as err:
+            check(tmp_path / "file")
+        assert str(err.value) == f"{tmp_path / 'file'} exists and is a file; choose a new output directory"
+    assert (tmp_path / "file").read_text() == "mine\n"
+
+
+def test_the_data_pack_command_into_an_existing_file_says_it_is_a_file(cli_run, tmp_path):
+    """Row 87, through the CLI (it said `run directory OUT exists and is not a directory`)."""
+    (tmp_path / "file").write_text("mine\n")
+    assert_one_line_error(cli_run("data", "pack", "builtin:shapes", tmp_path / "file", "--modality", "image",
+                                  "--no-progress"), "file exists and is a file; choose a new output directory")
 
 
 def _png() -> bytes:

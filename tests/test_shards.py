@@ -205,6 +205,34 @@ def test_bad_shard_sources_are_one_line_errors(image_shards, tmp_path, cli_run):
                                   *tiny_args(tmp_path / "r2")), "matches no files")
 
 
+def test_a_manifest_naming_a_shard_outside_its_directory_is_refused(image_shards, tmp_path):
+    # faults row 88: `../other/x.tar` was read as a shard and `/etc/passwd` opened as a tar (a warning each epoch)
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(image_shards / "img-000000.tar", other / "x.tar")
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "link").symlink_to(other, target_is_directory=True)
+    (here / "linked.tar").symlink_to(other / "x.tar")
+    shutil.copy(image_shards / "img-000001.tar", here / "own.tar")
+    manifest = json.loads((image_shards / "manifest.json").read_text())
+    for name, says in (("../other/x.tar", "is outside the manifest's directory"),
+                       ("/etc/passwd", "is outside the manifest's directory"),
+                       (str(other / "x.tar"), "is outside the manifest's directory"),
+                       ("link/x.tar", f"resolves to {(other / 'x.tar').resolve()}, outside"),
+                       ("linked.tar", "outside the manifest's directory (a symbolic link)"),
+                       (7, "is not a file name")):
+        manifest["shards"] = [{"name": "own.tar", "count": 25}, {"name": name, "count": 25}]
+        (here / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(DataError) as err:
+            open_shards(str(here))
+        assert str(err.value).startswith(f"{here / 'manifest.json'}: shard entry {name!r} "), str(err.value)
+        assert says in str(err.value) and "\n" not in str(err.value)
+    manifest["shards"] = [{"name": "own.tar", "count": 25}]
+    (here / "manifest.json").write_text(json.dumps(manifest))
+    assert open_shards(str(here)).urls == (str(here / "own.tar"),)
+
+
 def test_pack_refuses_to_overwrite_and_leaves_no_partial_shard(image_shards, tmp_path, cli_run):
     before = sorted(p.name for p in image_shards.iterdir())
     assert_one_line_error(cli_run("data", "pack", "builtin:shapes", image_shards, "--modality", "image"),

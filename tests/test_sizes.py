@@ -130,7 +130,7 @@ def test_training_refuses_networks_larger_than_the_free_memory_before_allocating
     small_memory(monkeypatch, tmp_path, kilobytes=500)
     run_dir = tmp_path / "run"
     assert_one_line_error(cli_run("run", "--plugin", "image", *tiny_args(run_dir)),
-                          "training (weights, gradients, Adam and the EMA generator) needs about 647 kB",
+                          "training (weights, gradients, Adam and its update, the EMA generator) needs about 741 kB",
                           "more than the 512 kB available (MemAvailable)", "image 560 kB (image.image_size=32",
                           "trunk 88 kB (trunk.width=32")
     assert built_devices == ["meta", "meta"]
@@ -139,9 +139,11 @@ def test_training_refuses_networks_larger_than_the_free_memory_before_allocating
 
 def test_the_training_estimate_is_what_one_step_of_training_holds(tiny_config, tmp_path):
     """Weights, gradients and Adam's moments of G and D, plus the EMA generator, counted on the real
-    tensors after a step; the estimate (on the meta device) misses only Adam's step counters."""
+    tensors after a step; the estimate (on the meta device) misses only Adam's step counters. Beside them,
+    the update's temporary: the larger of G's and D's trainable parameters."""
     config = tiny_config(tmp_path / "run", steps=1, extra=("trunk.depth=2", "image.trunk_depth=1"))
-    estimate = sum(part.need for part in training_parts(get_plugin_manager(), config))
+    *parts, update = training_parts(get_plugin_manager(), config)
+    estimate = sum(part.need for part in parts)
     trainer = Trainer(config, progress=False)
     trainer.fit()
 
@@ -154,6 +156,9 @@ def test_the_training_estimate_is_what_one_step_of_training_holds(tiny_config, t
         held += nbytes(p.grad for p in net.parameters() if p.grad is not None)
         held += nbytes(v for state in opt.state.values() for v in state.values() if torch.is_tensor(v))
     assert estimate == pytest.approx(held, rel=0.01)
+    assert update.name == "the optimizer's update"
+    assert update.need == max(nbytes(p for p in net.parameters() if p.requires_grad)
+                              for net in (trainer.accelerator.unwrap_model(trainer.G), trainer.D_module))
     # the unused second trunk block is frozen: no gradient or Adam state counted for it
     assert estimate < sum(part.need for part in training_parts(get_plugin_manager(), tiny_config(
         tmp_path / "other", extra=("trunk.depth=2", "image.trunk_depth=-1"))))
@@ -201,5 +206,6 @@ def test_a_network_that_cannot_be_built_on_meta_skips_the_estimate_and_still_tra
     with caplog.at_level(logging.DEBUG, logger="mmgan"):
         assert training_parts(get_plugin_manager(), config) is None
         run_dir = Trainer(config, progress=False).fit()
-    assert "cannot be built on the meta device (NotImplementedError" in caplog.text
+    assert "cannot be built on the meta device (" in caplog.text
+    assert "NotImplementedError: this network computes while it is built" in caplog.text
     assert (run_dir / "export" / "image.safetensors").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 import wave as wave_module
@@ -13,7 +14,7 @@ import scipy.io.wavfile
 import torch
 
 from mmgan.errors import DataError, StorageError
-from mmgan_speech.audio import is_silent, peak_normalize, read_wav, write_wav
+from mmgan_speech.audio import WavBlocks, is_silent, peak_normalize, read_wav, write_wav
 
 SR = 22050
 
@@ -72,14 +73,31 @@ def test_24bit_round_trip(tmp_path):
     np.testing.assert_allclose(read_wav(path), x, atol=2 / 2**23)
 
 
-def test_float64_and_out_of_range_float_is_clipped(tmp_path):
+def test_float64_within_full_scale_is_read_as_it_is(tmp_path, caplog):
     x = sine()
-    x[0] = 1.7
+    x[0] = 1.0
     path = tmp_path / "f64.wav"
     scipy.io.wavfile.write(path, SR, x)
-    got = read_wav(path)
-    assert got[0] == 1.0
-    np.testing.assert_allclose(got[1:], x[1:], atol=1e-7)
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_allclose(read_wav(path), x, atol=1e-7)
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("peak", [1e6, 1.7])
+def test_a_float_wav_beyond_full_scale_is_scaled_down_by_its_peak_with_a_warning(tmp_path, caplog, peak):
+    # faults row 82: a sine at 1e6 was clipped to [-1, 1] without a word, read as a square wave
+    x = sine(amplitude=1.0)
+    path = tmp_path / "loud.wav"
+    scipy.io.wavfile.write(path, SR, np.stack([peak * x, 0.5 * peak * x], axis=1))  # float64, two channels
+    expected = 0.75 * x / np.abs(x).max()
+    for read in (read_wav, lambda p: WavBlocks(p).read(0, 10**9)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            got = read(path)
+        np.testing.assert_allclose(got, expected, atol=1e-6)  # the sine, not a square wave
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{path}: float samples reach {peak:.4g}, {20 * math.log10(peak):.1f} dB beyond full scale (1.0); "
+            f"scaled down by {peak:.4g} to fit [-1, 1] (clipping would distort the waveform)"]
 
 
 def test_stereo_and_multichannel_are_downmixed_by_mean(tmp_path):

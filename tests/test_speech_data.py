@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io.wavfile
 import torch
 
 from mmgan.errors import DataError
@@ -242,6 +243,26 @@ def _header_with_channels(path: Path, channels: int) -> Path:
     data[22:24] = struct.pack("<H", channels)  # the fmt chunk's channel count
     path.write_bytes(bytes(data))
     return path
+
+
+def test_float_clips_beyond_full_scale_are_counted_in_the_one_summary_warning(tmp_path, caplog):
+    # faults row 82: clipped silently; read alone each is a warning (test_speech_audio), in a folder one in all
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    x = tone(4096)
+    write_wav(folder / "ok.wav", x, SR)
+    for name, peak in (("a.wav", 1e6), ("b.wav", 3.0)):
+        scipy.io.wavfile.write(folder / name, SR, (peak * x / np.abs(x).max()).astype(np.float32))
+    with caplog.at_level(logging.WARNING):
+        dataset = WavFolderDataset(folder, segment_length=SEG)
+        items = [dataset[k] for k in range(len(dataset))]  # training reads them again: no warning either
+    assert [r.getMessage() for r in caplog.records] == [
+        f"WAV source {folder}: scaled 2 float clips beyond full scale down by their peak (first: a.wav: samples "
+        "reach 1e+06, 120.0 dB beyond it); 3 of 3 files used"]
+    assert [path.name for path, _ in dataset.scaled] == ["a.wav", "b.wav"] and len(dataset.files) == 3
+    # the waveform kept: every clip peak-normalises to the same tone
+    np.testing.assert_allclose(dataset.clip_wave(0), dataset.clip_wave(2), atol=1e-4)  # ok.wav is 16-bit
+    assert all(float(item.abs().max()) <= 1.0 for item in items)
 
 
 def test_a_wav_header_with_0_or_300_channels_is_skipped_and_counted_and_read_alone_is_one_line(tmp_path):

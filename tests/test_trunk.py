@@ -45,6 +45,22 @@ def test_modality_state_dict_holds_only_that_modality():
     assert any(k.startswith("trunk.blocks.") for k in keys)
 
 
+def test_modality_state_dict_copies_only_what_safetensors_needs_copied(tmp_path):
+    """The export's state holds the weights themselves (a copy of a large generator doubled the export's memory),
+    and a copy where two names share a storage, which safetensors refuses to write."""
+    from safetensors.torch import load_file, save_file
+
+    head = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    head[1].weight = head[0].weight  # tied
+    gens = GeneratorSet(LatentTrunk(TrunkConfig(width=4, depth=1), ["a"]), {"a": (torch.nn.Identity(), head)})
+    state = gens.modality_state_dict("a")
+    block = next(k for k in state if k.startswith("trunk.blocks."))
+    assert state[block].data_ptr() == gens.state_dict()[block].data_ptr()  # not a copy
+    save_file(state, str(tmp_path / "a.safetensors"))
+    back = load_file(str(tmp_path / "a.safetensors"))
+    assert torch.equal(back["heads.a.0.weight"], back["heads.a.1.weight"])
+
+
 def test_a_modality_goes_through_the_first_trunk_depth_blocks_only():
     trunk = LatentTrunk(TrunkConfig(width=8, depth=3, residual="plain"), ["a", "b"])
     for block in trunk.blocks:

@@ -60,7 +60,7 @@ def write_format(path: Path, kind: str, rate: int, channels: int, seconds: float
     if kind == "pcm16":
         scipy.io.wavfile.write(path, rate, np.round(x * 32767).astype(np.int16))
     elif kind == "float32":
-        scipy.io.wavfile.write(path, rate, (1.2 * x).astype(np.float32))  # beyond full scale: clipped as read
+        scipy.io.wavfile.write(path, rate, (1.2 * x).astype(np.float32))  # beyond full scale: scaled as read
     elif kind == "pcm8":
         scipy.io.wavfile.write(path, rate, np.round(x * 127 + 128).astype(np.uint8))
     else:

@@ -256,11 +256,13 @@ def pack(source: str, out: Path, modality: str, shard_size: int, limit: int | No
          overrides: tuple[str, ...], no_progress: bool) -> None:
     """Write SOURCE (builtin:NAME, a folder, LJSpeech) as tar shards plus manifest.json in the new folder OUT."""
     from mmgan import config as cfg
+    from mmgan.data.shards import check_pack_output
     from mmgan.data.shards import pack as pack_shards
 
     for text in overrides:
         if not text.startswith(f"{modality}."):
             raise click.ClickException(f"--set {text!r}: data pack takes {modality}.KEY=VALUE settings only")
+    check_pack_output(out)  # in pack's words, before the config's check of OUT as a run directory
     config = cfg.resolve(get_modality, plugins=(modality,), overrides=overrides, out=out)
     codec = calls.shard_codec(modality, config.modalities[modality])
     if codec is None:

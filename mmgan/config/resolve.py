@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -64,8 +65,9 @@ def default_config(modalities: Iterable[Modality], plugin_sections: Mapping[str,
     return config
 
 
-def set_value(config: RunConfig, key: str, value: Any) -> None:
-    """Set ``section.name`` to ``value`` (a string from the command line or a TOML value), with checks."""
+def set_value(config: RunConfig, key: str, value: Any, typed: bool = False) -> None:
+    """Set ``section.name`` to ``value`` (a string from the command line or a TOML value), with checks;
+    ``typed``: a TOML value, whose strings are not parsed as numbers or bools (:func:`coerce`)."""
     section_name, sep, name = key.partition(".")
     if not sep or not name:
         raise ConfigError(f"config key {key!r} must look like section.key (e.g. train.steps)")
@@ -77,7 +79,7 @@ def set_value(config: RunConfig, key: str, value: Any) -> None:
         raise ConfigError(
             f"unknown config key {key!r}; valid keys in [{section_name}]: {', '.join(sorted(types))}"
         )
-    setattr(section, name, coerce(key, value, types[name]))
+    setattr(section, name, coerce(key, value, types[name], typed))
 
 
 def apply_mapping(config: RunConfig, data: Mapping[str, Mapping[str, Any]], origin: str = "") -> None:
@@ -87,7 +89,7 @@ def apply_mapping(config: RunConfig, data: Mapping[str, Mapping[str, Any]], orig
             if (section_name, name) == ("run", "modalities"):
                 continue  # fixed before the config is built; see modalities_in
             try:
-                set_value(config, f"{section_name}.{name}", value)
+                set_value(config, f"{section_name}.{name}", value, typed=True)
             except ConfigError as exc:
                 raise ConfigError(f"{origin}: {exc}" if origin else str(exc)) from None
 
@@ -233,6 +235,7 @@ def resolve(
     mods = [lookup(name) for name in names]
     config = default_config(mods, plugin_sections, log_conflicts=False)
     apply_mapping(config, file_data, origin)
+    later: set[str] = set()  # the keys a flag or --set gave after the file: their values are not the file's
     given: dict[str, str] = {}
     for source in data:
         target, sep, path = source.partition("=")
@@ -244,6 +247,7 @@ def resolve(
         if target in config.modalities:
             given[target] = source
             config.modalities[target].data = path
+            later.add(f"{target}.data")
         else:
             raise ConfigError(f"--data {source!r}: with several modalities write MODALITY=SOURCE "
                               f"(modalities: {', '.join(names)})")
@@ -251,12 +255,16 @@ def resolve(
     for key, value in flags.items():
         if value is not None:
             set_value(config, key, value)
+            later.add(key)
             if key in ("train.steps", "train.batch_size"):
                 # --steps and --batch-size are every modality's (per modality: --set <modality>.steps=N)
-                for section in config.modalities.values():
+                for name, section in config.modalities.items():
                     setattr(section, key.split(".")[1], 0)
+                    later.add(f"{name}.{key.split('.')[1]}")
     for text in overrides:
-        set_value(config, *parse_assignment(text))
+        key, value = parse_assignment(text)
+        set_value(config, key, value)
+        later.add(key)
     if resume_dir is not None:
         config.run.out = str(resume_dir)
     elif out is not None:
@@ -270,6 +278,23 @@ def resolve(
                           "exports record it as text); choose a UTF-8 name") from None
     if Path(config.run.out).exists() and not Path(config.run.out).is_dir():
         raise ConfigError(f"run directory {config.run.out} exists and is not a directory")
-    validate(config)
+    try:
+        validate(config)
+    except ConfigError as exc:
+        # a value out of range that the file gave: name the file too, as its type errors do (faults row 77)
+        from_file = {f"{section}.{key}" for section, values in file_data.items() for key in values} - later
+        if origin and keys_named(str(exc)) & from_file:
+            raise ConfigError(f"{origin}: {exc}") from None
+        raise
     log_suggestion_conflicts(config, mods)
     return config
+
+
+def keys_named(message: str) -> set[str]:
+    """The ``section.key`` names in a validation message: ``speech.lr_g must be ...``, and ``[speech] n_fft
+    ...`` as a section's own ``validate()`` words it (:func:`validate_section`)."""
+    keys = set(re.findall(r"\b([A-Za-z_]\w*\.[A-Za-z_]\w*)\b", message))
+    own = re.match(r"\[(\w+)\] (\w+)\b", message)
+    if own:
+        keys.add(f"{own[1]}.{own[2]}")
+    return keys

@@ -24,7 +24,11 @@ def field_types(obj: Any) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
 
 
-def coerce(key: str, value: Any, expected: Any) -> Any:
+def coerce(key: str, value: Any, expected: Any, typed: bool = False) -> Any:
+    """``value`` as a field of type ``expected``. A string is parsed as the type (``--set`` gives only strings:
+    ``--set train.steps=8``, ``--set image.spectral_norm=yes``). ``typed``: the value comes from a file whose
+    values have types of their own (TOML), so a string where a number or a bool belongs is a mistake
+    (``steps = "8"``), not text to parse."""
     origin = typing.get_origin(expected)
     if origin is list:
         if isinstance(value, str):
@@ -32,7 +36,12 @@ def coerce(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item_type,) = typing.get_args(expected) or (Any,)
-        return [coerce(key, v, item_type) for v in value]
+        return [coerce(key, v, item_type, typed) for v in value]
+    if typed and isinstance(value, str) and expected in (bool, int, float):
+        meant = coerce(key, value, expected)  # text that is no number or bool at all: its own message
+        what = {bool: "true or false", int: "an integer", float: "a number"}[expected]
+        raise ConfigError(f"{key}: expected {what}, got the string {value!r}; write {toml_value(meant)} "
+                          "without quotes")
     if expected is bool:
         if isinstance(value, bool):
             return value

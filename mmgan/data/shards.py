@@ -53,6 +53,17 @@ VERSION = 1
 # ---- writing --------------------------------------------------------------------------------------------
 
 
+def check_pack_output(out: Path) -> None:
+    """``mmgan data pack``'s OUT must be new or an empty directory: one line saying what it is otherwise."""
+    out = Path(out)
+    if out.is_dir():
+        if any(out.iterdir()):
+            raise DataError(f"{out} already exists and is not an empty directory; choose a new output directory")
+    elif out.exists() or out.is_symlink():
+        what = "a file" if out.is_file() else "a broken symbolic link" if not out.exists() else "not a directory"
+        raise DataError(f"{out} exists and is {what}; choose a new output directory")
+
+
 def pack(codec: ShardCodec, modality: str, source: str, out: Path, shard_size: int = 1000, seed: int = 0,
          limit: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Write ``source`` as shards of ``shard_size`` samples into the new directory ``out``; returns the manifest.
@@ -67,8 +78,7 @@ def pack(codec: ShardCodec, modality: str, source: str, out: Path, shard_size: i
     if not 0 <= seed < 2**32:
         raise DataError(f"--seed must be in [0, 2**32), got {seed}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} already exists and is not an empty directory; choose a new output directory")
+    check_pack_output(out)
     stream = codec.pack(source, seed, limit)
     created = not out.exists()
     with writing(out):
@@ -173,6 +183,25 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def shard_in(manifest_path: Path, name: Any) -> Path:
+    """The shard a manifest's entry names, which must lie in the manifest's own directory: a name that is
+    absolute, climbs out with ``..``, or resolves outside through a symbolic link (the shard file itself or a
+    directory in its name) is refused. ``mmgan data pack`` writes plain file names; a manifest naming other
+    files would have training read whatever tar (or ``/etc/passwd``) it points at."""
+    directory = manifest_path.parent
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise DataError(f"{manifest_path}: shard entry {name!r} is not a file name")
+    where = Path(name)
+    if where.is_absolute() or ".." in where.parts:
+        raise DataError(f"{manifest_path}: shard entry {name!r} is outside the manifest's directory; "
+                        "name shards by their file name in that directory")
+    target = (directory / where).resolve()
+    if not target.is_relative_to(directory.resolve()):
+        raise DataError(f"{manifest_path}: shard entry {name!r} resolves to {target}, outside the manifest's "
+                        "directory (a symbolic link); copy the shard into the directory")
+    return directory / where
+
+
 def open_shards(source: str) -> ShardSet:
     """Resolve a shard directory (with its manifest), a brace pattern or a single ``.tar`` to a ShardSet."""
     path = Path(source)
@@ -184,7 +213,7 @@ def open_shards(source: str) -> ShardSet:
         manifest = read_manifest(manifest_path)
         if not manifest["shards"]:
             raise DataError(f"{manifest_path} lists no shards")
-        urls = tuple(str(path / s["name"]) for s in manifest["shards"])
+        urls = tuple(str(shard_in(manifest_path, s["name"])) for s in manifest["shards"])
         missing = [u for u in urls if not Path(u).is_file()]
         if missing:
             raise DataError(f"{manifest_path} lists {len(missing)} shard(s) that do not exist (first: {missing[0]})")

@@ -128,7 +128,12 @@ def training_parts(pm: pluggy.PluginManager, config: RunConfig, on_host: bool = 
                        footprint(discriminators, [f"discriminators.{name}."])))
     if on_host:
         return [Part(name, keys, 2 * g.inference + d.inference) for name, keys, g, d in pieces]
-    return [Part(name, keys, g.training(ema=True) + d.training()) for name, keys, g, d in pieces]
+    parts = [Part(name, keys, g.training(ema=True) + d.training()) for name, keys, g, d in pieces]
+    # Adam's update (torch's foreach form) holds a temporary the size of its parameters: G's, then D's. Measured
+    # with benchmarks/memory_estimate.py, it was most of what the estimate missed (the batch's activations, not
+    # counted, are the rest)
+    update = max(sum(g.trainable for _, _, g, _ in pieces), sum(d.trainable for _, _, _, d in pieces))
+    return [*parts, Part("the optimizer's update", "", update)]
 
 
 def check_sizes(pm: pluggy.PluginManager, config: RunConfig) -> None:
@@ -143,7 +148,7 @@ def check_sizes(pm: pluggy.PluginManager, config: RunConfig) -> None:
     parts = training_parts(pm, config)
     if parts is None:
         return
-    check_memory(parts, device, "training (weights, gradients, Adam and the EMA generator)")
+    check_memory(parts, device, "training (weights, gradients, Adam and its update, the EMA generator)")
     if device.type != "cpu":
         check_memory(training_parts(pm, config, on_host=True) or [], torch.device("cpu"),
                      "building the networks on the host")

@@ -9,7 +9,11 @@ a RIFF/WAVE file (text, an mp3 renamed .wav, an empty file), a compressed sample
 ADPCM, ...), a clip with zero samples, non-finite float samples, and a truncated file. Truncation is refused
 rather than read partially: a WAV whose header promises more data than the file holds is almost always an
 interrupted copy or download, and a training set should skip it (the caller counts the ``DataError``) rather
-than learn from a clip that silently stops early.
+than learn from a clip that silently stops early. That holds whichever field promises it: the RIFF chunk's
+size or the data chunk's own, and for :func:`read_wav` and :class:`WavBlocks` (``mmgan vocode``) alike.
+
+A float file whose samples go beyond full scale (1.0) is scaled down by its peak, with a warning naming the
+file and how far beyond it is: see :func:`read_wav_scaled`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ import math
 import os
 import struct
 import warnings
-import wave as wave_module
-from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,7 +32,7 @@ import scipy.io.wavfile
 import scipy.signal
 
 from mmgan.errors import DataError
-from mmgan.files import atomic_path
+from mmgan_speech.wavwrite import wav_bytes, write_wav, write_wav_stream
 
 __all__ = [
     "WavBlocks",
@@ -38,6 +40,7 @@ __all__ = [
     "peak_normalize",
     "read_wav",
     "read_wav_bytes",
+    "read_wav_scaled",
     "wav_bytes",
     "write_wav",
     "write_wav_stream",
@@ -54,10 +57,17 @@ class _Unmappable(Exception):
     """scipy cannot memory-map this file's samples (3-, 5-, 6- or 7-byte containers, 24-bit PCM above all)."""
 
 
-def _load(path: Path | str, source: Path | BinaryIO | None = None, mmap: bool = False) -> tuple[int, np.ndarray]:
+def _load(path: Path | str, source: BinaryIO | None = None, mmap: bool = False) -> tuple[int, np.ndarray]:
     """scipy's read of ``source`` (default: the file ``path``), with every failure (and its truncation
     warning) turned into one DataError line naming ``path``. ``mmap``: the samples as a read-only map
     (the header checked, nothing decoded), or :class:`_Unmappable` where scipy cannot map them."""
+    if source is None:
+        with open(path, "rb") as handle:
+            problem = _chunk_problem(handle)
+    else:
+        problem = _chunk_problem(source)
+    if problem:
+        raise DataError(f"{path}: {problem}; re-copy or remove it")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scipy.io.wavfile.WavFileWarning)
         try:
@@ -77,6 +87,12 @@ def _load(path: Path | str, source: Path | BinaryIO | None = None, mmap: bool = 
         except ZeroDivisionError:  # scipy divides by the header's channel count or block size (0, or 300 channels)
             raise DataError(f"{path}: corrupt WAV header (its channel count or block size cannot describe the "
                             f"samples); re-copy or remove it") from None
+        except UnboundLocalError:
+            # scipy's chunk loop ended without reading a fmt or a data chunk, and returns names it never bound:
+            # a RIFF size shorter than the chunks it holds, or no data chunk at all (a chunk that runs past the
+            # end of the file is _chunk_problem's, before scipy reads)
+            raise DataError(f"{path}: truncated or corrupt WAV file (no fmt and data chunk within its RIFF "
+                            f"size); re-copy or remove it") from None
     for warning in caught:
         if issubclass(warning.category, scipy.io.wavfile.WavFileWarning) and "EOF" in str(warning.message):
             raise DataError(f"{path}: truncated WAV file ({str(warning.message).rstrip('.')}); re-copy or remove it")
@@ -94,9 +110,62 @@ def _to_float(data: np.ndarray, path: Path | str) -> np.ndarray:
         samples = data.astype(np.float64)
         if not np.all(np.isfinite(samples)):
             raise DataError(f"{path}: float WAV holds NaN or infinite samples; expected finite samples in [-1, 1]")
-        # float WAVs may exceed full scale; clipping keeps the [-1, 1] promise that tanh generators rely on
-        return np.clip(samples, -1.0, 1.0)
+        return samples  # beyond full scale: the caller divides by the file's peak (_full_scale)
     raise DataError(f"{path}: unsupported WAV sample type {data.dtype}; {_EXPECTED}")
+
+
+def _chunk_problem(handle: BinaryIO) -> str | None:
+    """What is wrong with the chunk sizes of a RIFF (or RIFX) WAVE file before its samples, or None: a chunk
+    before the data chunk that runs past the end of the file (scipy then finds no data chunk and fails with
+    an UnboundLocalError), or a data chunk that claims more bytes than the file holds (scipy reads what is
+    there without a word, or refuses to memory-map it). Anything else (not RIFF, RF64, a header cut short)
+    is left to scipy's own checks. ``handle`` is read from its start and left there."""
+    handle.seek(0, os.SEEK_END)
+    total = handle.tell()
+    handle.seek(0)
+    try:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        position = 12
+        while position + 8 <= total:
+            handle.seek(position)
+            chunk = handle.read(8)
+            name, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+            held = total - position - 8
+            if size > held:
+                label = name.decode("latin-1").strip() or "unnamed"
+                if name == b"data":
+                    return (f"truncated WAV file (its data chunk claims {size} bytes; the file holds {held} "
+                            f"after the chunk's header)")
+                return (f"truncated or corrupt WAV file (its '{label}' chunk claims {size} bytes, past the end "
+                        f"of the file: {held} bytes follow its header)")
+            if name == b"data":
+                return None
+            position += 8 + size + (size & 1)
+        return None
+    finally:
+        handle.seek(0)
+
+
+def _full_scale(peak: float) -> float:
+    """The divisor that brings a float file's samples within [-1, 1]: its peak where that is beyond full scale
+    (1.0), else 1.0.
+
+    A float WAV beyond full scale is nearly always a whole signal at the wrong level (int16 values written
+    as float, a mix summed without a limiter), not a signal whose peaks were meant to be cut off. Clipping it
+    turns a sine at 1e6 into a square wave, and the vocoder then reproduces that distortion; dividing by the
+    peak keeps the waveform and only moves its level, which training throws away anyway (every clip is
+    peak-normalised) and which a 16-bit output file cannot hold. So a vocoder user gets out what went in,
+    at full scale; the warning says how far beyond it the file was."""
+    return peak if peak > 1.0 else 1.0
+
+
+def _beyond_full_scale(path: Path | str, peak: float) -> str:
+    """The warning for a float file whose samples reach ``peak`` > 1: it names the file and how far beyond."""
+    return (f"{path}: float samples reach {peak:.4g}, {20 * math.log10(peak):.1f} dB beyond full scale (1.0); "
+            f"scaled down by {peak:.4g} to fit [-1, 1] (clipping would distort the waveform)")
 
 
 def read_wav(path: str | os.PathLike[str], sample_rate: int = 22050) -> np.ndarray:
@@ -106,6 +175,16 @@ def read_wav(path: str | os.PathLike[str], sample_rate: int = 22050) -> np.ndarr
     fraction ``sample_rate / file_rate``. Raises :class:`~mmgan.errors.DataError` (one line naming the file)
     for a missing, non-WAV, truncated or empty file, or a sample format it cannot decode.
     """
+    samples, peak = read_wav_scaled(path, sample_rate)
+    if peak > 1.0:
+        logger.warning("%s", _beyond_full_scale(path, peak))
+    return samples
+
+
+def read_wav_scaled(path: str | os.PathLike[str], sample_rate: int = 22050) -> tuple[np.ndarray, float]:
+    """:func:`read_wav` without its warning: ``(samples, peak)``, where ``peak`` is what a float file beyond
+    full scale was divided by (:func:`_beyond_full_scale` words it), 1.0 for any other file. For callers that
+    read many files and say once how many were scaled (a WAV folder)."""
     if sample_rate <= 0:
         raise ValueError(f"read_wav: sample_rate must be positive, got {sample_rate}")
     path = Path(path)
@@ -120,7 +199,10 @@ def read_wav_bytes(data: bytes, name: str, sample_rate: int = 22050) -> np.ndarr
     """:func:`read_wav` for the bytes of a WAV file (a shard member, say); errors name ``name``."""
     if sample_rate <= 0:
         raise ValueError(f"read_wav_bytes: sample_rate must be positive, got {sample_rate}")
-    return _decoded(name, *_load(name, io.BytesIO(data)), sample_rate)
+    samples, peak = _decoded(name, *_load(name, io.BytesIO(data)), sample_rate)
+    if peak > 1.0:
+        logger.warning("%s", _beyond_full_scale(name, peak))
+    return samples
 
 
 def _check_decodable(path: Path | str, rate: int, size: int) -> None:
@@ -131,9 +213,12 @@ def _check_decodable(path: Path | str, rate: int, size: int) -> None:
         raise DataError(f"{path}: WAV header gives sample rate {rate} Hz; expected {MIN_RATE} to {MAX_RATE} Hz")
 
 
-def _mono(data: np.ndarray, path: Path | str) -> np.ndarray:
-    """Samples in scipy's layout ((samples,) or (samples, channels)) to float64 mono in [-1, 1]."""
+def _mono(data: np.ndarray, path: Path | str, scale: float = 1.0) -> np.ndarray:
+    """Samples in scipy's layout ((samples,) or (samples, channels)) to float64 mono in [-1, 1]; ``scale``: a
+    float file's peak beyond full scale (:func:`_full_scale`), which every sample is divided by."""
     samples = _to_float(data, path)
+    if scale != 1.0:
+        samples = samples / scale
     return samples.mean(axis=1) if samples.ndim == 2 else samples
 
 
@@ -143,14 +228,17 @@ def _resample_factors(file_rate: int, sample_rate: int) -> tuple[int, int]:
     return sample_rate // common, file_rate // common
 
 
-def _decoded(path: Path | str, rate: int, data: np.ndarray, sample_rate: int) -> np.ndarray:
+def _decoded(path: Path | str, rate: int, data: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+    """The samples as float32 mono at ``sample_rate`` and the peak a float file was divided by (1.0: none)."""
     _check_decodable(path, rate, data.size)
-    samples = _mono(data, path)
+    # a NaN peak is not beyond full scale: _mono's _to_float then refuses the file
+    scale = _full_scale(float(np.max(np.abs(data)))) if data.dtype.kind == "f" else 1.0
+    samples = _mono(data, path, scale)
     if rate != sample_rate:
         samples = scipy.signal.resample_poly(samples, *_resample_factors(rate, sample_rate))
         # the anti-aliasing filter can ring slightly past full scale
         samples = np.clip(samples, -1.0, 1.0)
-    return samples.astype(np.float32)
+    return samples.astype(np.float32), scale
 
 
 class WavBlocks:
@@ -196,9 +284,15 @@ class WavBlocks:
         self.length = -(-self.source_length * self.up // self.down)
         # resample_poly's filter reaches half_len samples of the upsampled signal either side
         self.half_len = 10 * max(self.up, self.down)
+        self.scale = 1.0  # a float file's peak beyond full scale, as read_wav divides by it
         if self.dtype.kind == "f" and self.whole is None:
+            peak = 0.0
             for start in range(0, self.source_length, 1 << 20):
-                self._source(start, start + (1 << 20))  # raises on NaN or infinity, before any work
+                block = _to_float(self._raw(start, start + (1 << 20)), path)  # raises on NaN or infinity
+                peak = max(peak, float(np.max(np.abs(block))))
+            self.scale = _full_scale(peak)
+            if self.scale > 1.0:
+                logger.warning("%s", _beyond_full_scale(path, peak))
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples ``[start, stop)`` (clamped to the clip) as float32 mono at ``sample_rate``."""
@@ -218,9 +312,14 @@ class WavBlocks:
 
     def _source(self, start: int, stop: int) -> np.ndarray:
         """The file's samples ``[start, stop)`` at its own rate: float64 mono in [-1, 1], as read_wav decodes."""
-        start, stop = max(0, start), min(self.source_length, stop)
         if self.whole is not None:
+            start, stop = max(0, start), min(self.source_length, stop)
             return self.whole[start:stop].astype(np.float64)
+        return _mono(self._raw(start, stop), self.path, self.scale)
+
+    def _raw(self, start: int, stop: int) -> np.ndarray:
+        """The file's samples ``[start, stop)`` in scipy's dtype and layout ((samples,) or (samples, channels))."""
+        start, stop = max(0, start), min(self.source_length, stop)
         width = self.container or self.dtype.itemsize
         with open(self.path, "rb") as handle:
             handle.seek(self.offset + start * width * self.channels)
@@ -233,7 +332,7 @@ class WavBlocks:
             raw = wide.view(self.dtype).reshape(-1)
         if raw.size != (stop - start) * self.channels:
             raise DataError(f"{self.path}: truncated WAV file (it changed or shrank while being read); re-copy it")
-        return _mono(raw if self.channels == 1 else raw.reshape(-1, self.channels), self.path)
+        return raw if self.channels == 1 else raw.reshape(-1, self.channels)
 
 
 def _packed_layout(path: Path) -> tuple[int, int, int, int, int] | None:
@@ -261,59 +360,6 @@ def _packed_layout(path: Path) -> tuple[int, int, int, int, int] | None:
             else:
                 handle.seek(size + (size & 1), os.SEEK_CUR)
     return None
-
-
-def write_wav(path: str | os.PathLike[str], wave: np.ndarray, sample_rate: int) -> None:
-    """Write ``wave`` (samples,) or (samples, channels), float in [-1, 1], as a 16-bit PCM WAV file.
-
-    Values beyond [-1, 1] are clipped. The file is written beside ``path`` and renamed into place, so a failed
-    write leaves any existing file untouched. A torch tensor is accepted too (detached and moved to the CPU).
-    """
-    pcm = _pcm16(wave, path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        scipy.io.wavfile.write(handle, int(sample_rate), pcm)
-
-
-def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
-    """The bytes of the 16-bit PCM WAV file :func:`write_wav` would write (for shard members)."""
-    handle = io.BytesIO()
-    scipy.io.wavfile.write(handle, int(sample_rate), _pcm16(wave, "<bytes>"))
-    return handle.getvalue()
-
-
-def _pcm16(wave: np.ndarray, path: object) -> np.ndarray:
-    if hasattr(wave, "detach"):  # a torch.Tensor, without importing torch here
-        wave = wave.detach().cpu().numpy()
-    samples = np.asarray(wave, dtype=np.float64)
-    if samples.ndim not in (1, 2):
-        raise ValueError(f"write_wav expects a wave of shape (samples,) or (samples, channels), got {samples.shape}")
-    if not np.all(np.isfinite(samples)):
-        raise ValueError(f"write_wav: wave for {path} holds NaN or infinite samples")
-    # clip before scaling so the range stays symmetric: +-1.0 -> +-32767
-    return np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
-
-
-def write_wav_stream(path: str | os.PathLike[str], chunks: Iterable[np.ndarray], sample_rate: int) -> int:
-    """Write mono float chunks in [-1, 1] as one 16-bit PCM WAV, a chunk at a time; returns the samples.
-
-    Memory is one chunk whatever the length. Written beside ``path`` and renamed into place when complete.
-    """
-    total = 0
-    # the file is opened first: wave.open on a path that cannot be created fails half-built, and the
-    # half-built writer's __del__ would print a traceback after the one-line error
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle, wave_module.open(handle, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(int(sample_rate))
-        for chunk in chunks:
-            if hasattr(chunk, "detach"):
-                chunk = chunk.detach().cpu().numpy()
-            samples = np.asarray(chunk, dtype=np.float64).reshape(-1)  # as write_wav rounds
-            if not np.all(np.isfinite(samples)):
-                raise ValueError(f"write_wav_stream: wave for {path} holds NaN or infinite samples")
-            out.writeframes((np.round(np.clip(samples, -1.0, 1.0) * 32767.0)).astype("<i2").tobytes())
-            total += samples.size
-    return total
 
 
 def peak_normalize(wave: np.ndarray, peak: float = 0.95, eps: float = 1e-8) -> np.ndarray:

@@ -15,7 +15,7 @@ import torch
 
 from mmgan.data.loading import check_int
 from mmgan.errors import DataError
-from mmgan_speech.audio import is_silent, read_wav
+from mmgan_speech.audio import is_silent, read_wav_scaled
 from mmgan_speech.speech_like import PEAK, SpeechLikeDataset, _check_segment
 
 __all__ = [
@@ -86,8 +86,9 @@ class WavFolderDataset(torch.utils.data.Dataset):
     An LJSpeech root (``metadata.csv`` next to ``wavs/``) is read in metadata order from ``wavs/<id>.wav``.
     Each file is decoded once at construction to learn its length and peak; unreadable (non-WAV, truncated,
     undecodable) and silent clips are skipped, and clips shorter than one segment are zero-padded at the
-    end (``short_clips="pad"``) or skipped (``"skip"``). All are counted in ``skipped`` / ``padded`` and
-    summarised in one warning.
+    end (``short_clips="pad"``) or skipped (``"skip"``). A float clip beyond full scale is scaled down by its
+    peak (``read_wav_scaled``), not clipped. All are counted in ``skipped`` / ``padded`` / ``scaled`` and
+    summarised in one warning, not one per file.
 
     Item ``k`` is a (clip, window) pair: a clip of ``L`` samples gives ``ceil(L / segment_length)``
     windows spread evenly over it, each shifted by a jitter drawn from ``default_rng([seed, k])`` no larger
@@ -109,10 +110,11 @@ class WavFolderDataset(torch.utils.data.Dataset):
         self.files: list[Path] = []
         self.skipped: list[SkippedClip] = []
         self.padded: list[Path] = []
+        self.scaled: list[tuple[Path, float]] = []  # float clips beyond full scale, and the peak each reached
         lengths, peaks = [], []
         for path in candidates:
             try:
-                wave = read_wav(path, self.sample_rate)
+                wave, over = read_wav_scaled(path, self.sample_rate)
             except DataError as exc:
                 self.skipped.append(SkippedClip(path, "unreadable", str(exc)))
                 continue
@@ -124,6 +126,8 @@ class WavFolderDataset(torch.utils.data.Dataset):
                     self.skipped.append(SkippedClip(path, "short", f"{wave.size} samples"))
                     continue
                 self.padded.append(path)
+            if over > 1.0:
+                self.scaled.append((path, over))
             self.files.append(path)
             lengths.append(wave.size)
             peaks.append(float(np.max(np.abs(wave))))
@@ -149,6 +153,10 @@ class WavFolderDataset(torch.utils.data.Dataset):
         if self.padded:
             parts.append(f"zero-padded {len(self.padded)} shorter than {self.segment_length} samples "
                          f"(first: {self._name(self.padded[0])})")
+        if self.scaled:
+            path, peak = self.scaled[0]
+            parts.append(f"scaled {len(self.scaled)} float clips beyond full scale down by their peak (first: "
+                         f"{self._name(path)}: samples reach {peak:.4g}, {20 * np.log10(peak):.1f} dB beyond it)")
         return f"{'; '.join(parts)}; {len(self.files)} of {total} files used" if parts else ""
 
     def _name(self, path: Path) -> str:
@@ -203,7 +211,7 @@ class WavFolderDataset(torch.utils.data.Dataset):
             return self._cache[1]
         path = self.files[clip]
         try:
-            wave = read_wav(path, self.sample_rate)
+            wave, _ = read_wav_scaled(path, self.sample_rate)  # scaled as at construction, said once there
         except DataError as exc:  # changed or removed since construction: training cannot go on silently
             raise DataError(f"{exc} (it was readable when the dataset was opened)") from exc
         if wave.size != self.lengths[clip]:
