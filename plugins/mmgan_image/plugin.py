@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mmgan.compat.metrics import moved_to_plugin
 from mmgan.contract.modality import Modality, ModalityConfig, engine_default
 from mmgan.contract.plugin import ModalityPlugin, hookimpl
 from mmgan.errors import DataError
-from mmgan.metrics import moved_to_plugin
 
 if TYPE_CHECKING:
     import torch
