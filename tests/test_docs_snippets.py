@@ -1,12 +1,16 @@
 """The Python in the docs cannot drift from the code: every ```python block of the hand-written pages parses,
-imports only names that exist, and implements only hooks the contract has; the entry points docs/plugins.md
-shows are the example plugin's."""
+imports only names that exist, implements only hooks the contract has, and runs on its own with every name it
+uses imported or defined; the entry points docs/plugins.md shows are the example plugin's."""
 
 from __future__ import annotations
 
 import ast
+import builtins
+import dis
 import importlib
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -48,6 +52,32 @@ def test_a_python_block_parses_imports_what_exists_and_implements_real_hooks(pag
         if isinstance(node, ast.FunctionDef) and node.name.startswith("mmgan_"):
             marked = any("hookimpl" in ast.unparse(d) for d in node.decorator_list)
             assert not marked or node.name in HOOKS, f"{where}: {node.name} is no hook of the contract"
+
+
+def global_names(code: types.CodeType) -> set[str]:
+    """The global names ``code`` and the functions and classes inside it read when they run."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= global_names(const)
+    return names
+
+
+@pytest.mark.parametrize(("page", "line", "code"), BLOCKS,
+                         ids=[f"{p.relative_to(ROOT)}:{n}" for p, n, _ in BLOCKS])
+def test_a_python_block_runs_on_its_own_and_every_name_it_uses_is_defined(page, line, code, monkeypatch):
+    """Each block is a piece of a plugin module a reader can copy: it runs as it is (with the toy example, which
+    some blocks import from, on the path), and every name its functions read when called is imported or
+    defined in it."""
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "mmgan-toy-plugin"))
+    where = f"{page.relative_to(ROOT)}:{line}"
+    compiled = compile(code, where, "exec")
+    module = types.ModuleType("docs_block")  # a module of its own (dataclasses look theirs up)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compiled, module.__dict__)  # noqa: S102 - the docs' own code, the point of the test
+    namespace = module.__dict__
+    missing = sorted(n for n in global_names(compiled) if n not in namespace and not hasattr(builtins, n))
+    assert not missing, f"{where}: uses {', '.join(missing)} without importing or defining it"
 
 
 def test_the_entry_points_plugins_md_shows_are_the_example_s():
