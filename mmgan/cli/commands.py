@@ -169,7 +169,10 @@ def run(plugins: tuple[str, ...], data: tuple[str, ...], steps: int | None, batc
                                    f"{run_dir}") from None
     if trainer.accelerator.is_main_process:
         click.echo(f"run written to {run_dir} (samples/, checkpoints/, export/, metrics.jsonl)")
-    if distributed.teardown_stuck:  # a thread still waits in the process group's teardown: do not join it
+    # everything is written before the last barrier. A thread may still wait in the process group's teardown
+    # (do not join it), and the interpreter's own teardown of gloo's objects can hang too (a finished rank 1
+    # waited there past a 300 s CI timeout after rank 0 exited): a rank of a distributed run leaves at once
+    if distributed.teardown_stuck or trainer.accelerator.num_processes > 1:
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
