@@ -118,7 +118,8 @@ def train(args: argparse.Namespace) -> None:
             if timer is not None:
                 command = [timer, "-v", "-o", str(run.with_suffix(".time")), "-a", *command]
             print(" ".join(command), flush=True)
-            subprocess.run(command, check=True)
+            if not args.dry_run:
+                subprocess.run(command, check=True)
 
 
 def score(args: argparse.Namespace) -> None:
@@ -241,6 +242,7 @@ def main() -> None:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
         p.add_argument("--num", action="append", default=[], metavar="MODALITY=N",
                        help="score: mmgan eval -n N for that modality (default: its full evaluation)")
+        p.add_argument("--dry-run", action="store_true", help="train: print the commands, run none")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
     {"train": train, "score": score, "table": table}[args.command](args)
