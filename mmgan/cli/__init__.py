@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from mmgan.cli import export as _export  # noqa: F401 - registers `mmgan export`
 from mmgan.cli.commands import build_cli, cli, main
 
 __all__ = ["build_cli", "cli", "main"]

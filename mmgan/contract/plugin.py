@@ -45,6 +45,9 @@ class ModalityPlugin:
     modality: ClassVar[Modality]
     #: ``{metric: "min" | "max"}`` for the metrics :meth:`evaluate` returns (which way is better)
     metric_goals: ClassVar[Mapping[str, str]] = {}
+    #: the generator input's axes, besides the batch (axis 0), whose size an ONNX export leaves free:
+    #: ``{2: "frames"}`` for a vocoder's mel (B, bands, frames) (contract version 8)
+    onnx_axes: ClassVar[Mapping[int, str]] = {}
 
     @property
     def name(self) -> str:
@@ -106,6 +109,19 @@ class ModalityPlugin:
     def report_section(self, ctx: ReportContext) -> ReportSection | None:
         """Called by ``mmgan report`` for each run of this modality: the section showing its samples."""
         return None
+
+    def onnx_module(self, generator: nn.Module, config: Any) -> nn.Module | None:
+        """Called by ``mmgan export --format onnx``: a module from the generator's input to a sample that ONNX
+        can express, computing what ``generator(modality, input)`` computes (ops ONNX lacks, such as complex
+        FFTs, rewritten with ones it has). None: the generator as it is. Raise ``MMGANError`` with one line to
+        say why this modality cannot be exported (contract version 8)."""
+        return None
+
+    def onnx_metadata(self, config: Any) -> Mapping[str, Any]:
+        """Called by ``mmgan export --format onnx``: what a program running the file needs to know beyond the
+        modality's config, which the file holds anyway (a vocoder's sample rate and mel definition): values
+        that JSON can write, stored as the file's metadata (contract version 8)."""
+        return {}
 
     # ---- registration --------------------------------------------------------------------------------
 

@@ -217,6 +217,16 @@ class SpeechPlugin(ModalityPlugin):
                        "phase_iterations_start": 0},
     )
     metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
+    # an ONNX export takes mels of any length (B, n_mels, frames)
+    onnx_axes = {2: "frames"}
+
+    def onnx_metadata(self, config: SpeechConfig) -> dict[str, Any]:
+        """The mel the vocoder takes (log of mel magnitudes, natural log clamped at ``log_clamp``), and its rate."""
+        from dataclasses import asdict
+
+        from mmgan_speech.losses import MEL as mel
+
+        return {"sample_rate": mel.sample_rate, "mel": asdict(mel), "samples_per_frame": mel.hop_length}
 
     def build_generator(self, config: SpeechConfig, width: int) -> tuple[nn.Module, nn.Module]:
         if config.generator == "vocos":
