@@ -149,3 +149,19 @@ def check_not_overwriting(path: str | os.PathLike[str], option: str, run_dir: st
     inside = resolved.relative_to(run).parts
     if (len(inside) == 1 and inside[0] in RUN_FILES) or inside[0] in RUN_FOLDERS:
         raise ConfigError(f"{option} {target} is one of the run's own files ({inside[0]}): choose another path")
+
+
+def env_seconds(name: str, default: float, zero_means: str | None = None) -> float:
+    """A duration in seconds from environment variable ``name`` (``default`` when unset or empty): a finite
+    number above 0, or 0 too where ``zero_means`` says what 0 does; else a one-line ConfigError naming it."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not (seconds >= 0 if zero_means else seconds > 0) or seconds == float("inf"):
+        wanted = f"a number of seconds, 0 or more (0: {zero_means})" if zero_means else "a positive number of seconds"
+        raise ConfigError(f"{name}={text!r}: expected {wanted}")
+    return seconds

@@ -107,3 +107,18 @@ def test_without_a_grace_period_no_clock_runs():
     requests.handle(signal.SIGTERM, None)
     assert requests.signum == signal.SIGTERM and not requests.expired
     assert not [t for t in __import__("threading").enumerate() if t.name == "mmgan-stop-grace"]
+
+
+def test_the_rank_timeout_is_a_positive_number_of_seconds(monkeypatch):
+    from datetime import timedelta
+
+    from mmgan.engine.rankwatch import rank_timeout
+
+    monkeypatch.delenv("MMGAN_RANK_TIMEOUT", raising=False)
+    assert rank_timeout() == timedelta(seconds=90)
+    monkeypatch.setenv("MMGAN_RANK_TIMEOUT", "4.5")
+    assert rank_timeout() == timedelta(seconds=4.5)
+    for bad in ("0", "-2", "soon", "inf"):
+        monkeypatch.setenv("MMGAN_RANK_TIMEOUT", bad)
+        with pytest.raises(ConfigError, match=f"MMGAN_RANK_TIMEOUT={bad!r}: expected a positive number of seconds"):
+            rank_timeout()

@@ -32,7 +32,8 @@ from typing import Any
 import torch.distributed as dist
 
 from mmgan.engine.distributed import _distributed, set_training_timeout
-from mmgan.errors import ConfigError, MMGANError, first_line
+from mmgan.errors import MMGANError, first_line
+from mmgan.files import env_seconds
 
 log = logging.getLogger("mmgan")
 
@@ -48,16 +49,7 @@ class RankLost(MMGANError):
 def rank_timeout() -> timedelta:
     """How long training waits for a silent rank: a training collective, or a rank's heartbeat
     (``MMGAN_RANK_TIMEOUT`` seconds, 90 by default)."""
-    text = os.environ.get(RANK_TIMEOUT_ENV, "").strip()
-    if not text:
-        return timedelta(seconds=90)
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ConfigError(f"{RANK_TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=env_seconds(RANK_TIMEOUT_ENV, 90.0))
 
 
 def _store() -> Any | None:

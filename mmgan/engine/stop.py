@@ -27,7 +27,7 @@ from types import FrameType
 import torch
 from accelerate import Accelerator
 
-from mmgan.errors import ConfigError
+from mmgan.files import env_seconds
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 GRACE_ENV = "MMGAN_STOP_GRACE"
@@ -37,16 +37,7 @@ HARD_EXIT_AFTER = 3.0  # seconds the main thread has to unwind once the grace pe
 
 def stop_grace() -> float:
     """Seconds a signalled stop may take before it is abandoned (``MMGAN_STOP_GRACE``, 25; 0: no limit)."""
-    text = os.environ.get(GRACE_ENV, "").strip()
-    if not text:
-        return 25.0
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ConfigError(f"{GRACE_ENV}={text!r}: expected a number of seconds, 0 or more (0: no limit)")
-    return seconds
+    return env_seconds(GRACE_ENV, 25.0, zero_means="no limit")
 
 
 def exit_code(signum: int) -> int:
