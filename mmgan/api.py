@@ -78,8 +78,8 @@ def __dir__() -> list[str]:
 # mmgan_register_callbacks with TrainingCallback); the per-modality hooks move to legacy_hookspecs (kept until
 # 1.0); ctx.modality is a ModalityName in every context; metric values may be mappings (verdicts);
 # engine_default for a modality's default of an engine field. 8: ModalityPlugin.onnx_module and onnx_axes
-# (mmgan export --format onnx).
-CONTRACT_VERSION = 8
+# (mmgan export --format onnx). 9: ModalityPlugin.onnx_tolerance.
+CONTRACT_VERSION = 9
 
 __all__ = [
     "CONTRACT_VERSION", "__version__", "AdversarialLoss", "atomic_path", "check_int", "CheckpointError",

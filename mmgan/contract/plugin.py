@@ -48,6 +48,10 @@ class ModalityPlugin:
     #: the generator input's axes, besides the batch (axis 0), whose size an ONNX export leaves free:
     #: ``{2: "frames"}`` for a vocoder's mel (B, bands, frames) (contract version 8)
     onnx_axes: ClassVar[Mapping[int, str]] = {}
+    #: the largest |ONNX Runtime - PyTorch| an ONNX export may differ by, relative to the output's largest
+    #: magnitude (both in float32; a generator whose ops round differently under ONNX, such as a DFT by
+    #: matrix for an FFT, declares what it measured) (contract version 9)
+    onnx_tolerance: ClassVar[float] = 1e-4
 
     @property
     def name(self) -> str:

@@ -219,6 +219,18 @@ class SpeechPlugin(ModalityPlugin):
     metric_goals = {"mel_l1": "min", "mrstft": "min", "mcd_db": "min", "pesq_wb": "max", "stoi": "max"}
     # an ONNX export takes mels of any length (B, n_mels, frames)
     onnx_axes = {2: "frames"}
+    # vocos's DFTs by matrix (ONNX has no FFT of complex numbers) round more than FFTs, and the 16 phase
+    # projections carry the rounding on: measured up to 2.2e-4 (docs/deploy.md)
+    onnx_tolerance = 1e-3
+
+    def onnx_module(self, generator: nn.Module, config: SpeechConfig) -> nn.Module | None:
+        """Vocos: the generator with its head's FFTs as convolutions with DFT bases (ONNX has no complex
+        numbers); MelGAN exports as it is."""
+        if config.generator != "vocos":
+            return None
+        from mmgan_speech.vocos_onnx import onnx_vocos
+
+        return onnx_vocos(generator, NAME)
 
     def onnx_metadata(self, config: SpeechConfig) -> dict[str, Any]:
         """The mel the vocoder takes (log of mel magnitudes, natural log clamped at ``log_clamp``), and its rate."""
