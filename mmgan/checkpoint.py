@@ -76,15 +76,24 @@ def write_extra_state(directory: Path, step: int, tensors: dict[str, torch.Tenso
         (directory / PROGRESS_FILE).write_text(json.dumps({"step": step, **meta}), encoding="utf-8")
 
 
-def publish_checkpoint(run_dir: Path, step: int, keep: int) -> Path:
-    """Rename a fully written staging directory into place and delete all but the newest ``keep``."""
+def publish_checkpoint(run_dir: Path, step: int, keep: int, protect: int | None = None) -> Path:
+    """Rename a fully written staging directory into place and delete all but the newest ``keep``; with
+    ``protect``, the ones after that step and the newest at or before it are kept too (the collapse
+    watchdog's rollback targets: a collapse found later has its onset after ``protect``)."""
     final = Path(run_dir) / "checkpoints" / f"step_{step:06d}"
     with writing(final):
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging_dir(run_dir, step), final)
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    found = checkpoint_dirs(run_dir)
+    kept = []
+    if protect is not None:
+        steps = [int(d.name.removeprefix("step_")) for d in found]
+        kept = [d for d, s in zip(found, steps, strict=True) if s > protect]
+        kept += [d for d, s in zip(found, steps, strict=True) if s <= protect][-1:]
+    for old in found[:-keep]:
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -40,6 +40,10 @@ class TrainingDiverged(MMGANError):
     """A run whose losses or weights became non-finite (NaN or inf): it stops, writing nothing from that state."""
 
 
+class TrainingCollapsed(MMGANError):
+    """A run the collapse watchdog stopped (``train.on_collapse = "stop"``, or a rollback that could not be made)."""
+
+
 class PluginFailed(Exception):
     """A plugin's own code raised (a bug in the plugin, not a mistake of the user's): the CLI names the modality,
     the plugin and the method in one line, and ``-v`` shows the traceback. Not an :class:`MMGANError`."""

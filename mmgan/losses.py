@@ -37,7 +37,13 @@ def r1_penalty(discriminator: Callable[[torch.Tensor], Any], real: torch.Tensor)
 
 
 class NonSaturatingLoss(AdversarialLoss):
-    """Goodfellow et al. 2014: D maximises log D(x) + log(1 - D(G(z))); G maximises log D(G(z))."""
+    """Goodfellow et al. 2014: D maximises log D(x) + log(1 - D(G(z))); G maximises log D(G(z)).
+
+    Collapse levels: D's loss at 0.05 means D gives reals and fakes the right side at about 97.5%
+    each; G's loss at 6 means D gives its samples a chance of 0.25% of being real."""
+
+    collapse_floor = 0.05
+    explosion_level = 6.0
 
     def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
@@ -64,7 +70,13 @@ class HingeLoss(AdversarialLoss):
 
 
 class LeastSquaresLoss(AdversarialLoss):
-    """Mao et al. 2017 with targets 1 (real) and 0 (fake), as MelGAN/HiFi-GAN use."""
+    """Mao et al. 2017 with targets 1 (real) and 0 (fake), as MelGAN/HiFi-GAN use.
+
+    Collapse levels: D's loss at 0.02 (logits within 0.1 of their targets); G's loss at 0.9 (D's output
+    on fakes within 0.05 of the fake target)."""
+
+    collapse_floor = 0.02
+    explosion_level = 0.9
 
     def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return ((real - 1) ** 2).mean() + (fake**2).mean()

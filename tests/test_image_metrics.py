@@ -78,7 +78,12 @@ def test_mmgan_eval_prints_a_table_and_writes_eval_json(cli_run, tiny_run):
     assert result.exit_code == 0, result.output
     report = json.loads((tiny_run / "eval.json").read_text())
     expected = {"swd_32", "swd_16", "swd", "fd", "kid", "kid_std", "precision", "recall", "mode_coverage"}
-    assert set(report["metrics"]) == expected and report["num_samples"] == 150
+    assert set(report["metrics"]) == {*expected, "memorisation"} and report["num_samples"] == 150
+    # the data-copying verdict: an untrained generator copies nothing; no held-out source, and it says so
+    verdict = report["metrics"]["memorisation"]
+    assert verdict["copying"] is False and verdict["statistic"] > verdict["threshold"] == -3
+    assert verdict["held_out"].startswith("none: builtin:shapes split in two")
+    assert (tiny_run / "memorisation" / "image.png").is_file()
     assert report["data"] == "builtin:shapes" and report["step"] == 2
     for name in expected:
         assert name in result.output

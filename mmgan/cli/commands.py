@@ -252,8 +252,11 @@ def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: 
               help="Where the generator and the feature networks run.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report file [default: RUN/eval.json].")
 @click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept (select_by).")
+@click.option("--no-memorisation", is_flag=True,
+              help="Skip the data-copying check (docs/trust.md#is-it-copying-its-training-data).")
 def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
-                 device: str | None, out: Path | None, last: bool, **plugin_options: Any) -> None:
+                 device: str | None, out: Path | None, last: bool, no_memorisation: bool,
+                 **plugin_options: Any) -> None:
     """Measure a run's exported generator against real samples; no download (docs/metrics.md)."""
     from mmgan.engine.devices import resolve_device
     from mmgan.errors import StorageError
@@ -266,7 +269,8 @@ def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, see
     check_not_overwriting(target, "--out", run_dir)
     if Path(run_dir).is_dir():
         check_writable(target, "the report")  # before the evaluation, not after it
-    report = evaluate_run(run_dir, modality, data, num, batch_size, seed, resolve_device(device), options, last=last)
+    report = evaluate_run(run_dir, modality, data, num, batch_size, seed, resolve_device(device), options, last=last,
+                          memorisation=not no_memorisation)
     click.echo(f"{report['modality']} generator of {run_dir} ({report['export']} export, step {report['step']}) "
                f"vs {report['data']}, "
                f"n={report['num_samples']}, seed={seed}")

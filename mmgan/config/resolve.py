@@ -130,6 +130,13 @@ def validate(config: RunConfig) -> None:
     for key, (low, high) in SIZE_RANGES.items():
         if not low <= getattr(t, key) <= high:
             raise ConfigError(f"train.{key} must be between {low} and {high}, got {getattr(t, key)}")
+    if t.on_collapse not in ("off", "warn", "stop", "rollback"):
+        raise ConfigError(f"train.on_collapse must be off, warn, stop or rollback, got {t.on_collapse!r}")
+    if t.collapse_window < 0 or t.collapse_every < 0:
+        raise ConfigError(f"train.collapse_window and train.collapse_every must be >= 0 (0: automatic), got "
+                          f"{t.collapse_window} and {t.collapse_every}")
+    if not 0 <= t.collapse_diversity <= 1:
+        raise ConfigError(f"train.collapse_diversity must be in [0, 1], got {t.collapse_diversity}")
     if t.eval_every < 0 or t.eval_samples < 1:
         raise ConfigError(f"train.eval_every must be >= 0 and train.eval_samples positive, got {t.eval_every} "
                           f"and {t.eval_samples}")

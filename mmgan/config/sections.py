@@ -85,6 +85,17 @@ class TrainConfig:
     eval_every: int = 0
     # samples per periodic evaluation, at most each modality's own (<modality>.eval_samples sets it)
     eval_samples: int = 1000
+    # what the collapse watchdog does when D's loss is pinned, G's explodes or the samples' diversity falls far
+    # below the real data's (docs/trust.md#the-collapse-watchdog): "off" (not watched), "warn" (a warning,
+    # a flag in run.json, a mark on the report's curves), "stop", or "rollback" (to the last checkpoint before
+    # the onset, with both learning rates halved)
+    on_collapse: str = "warn"
+    # steps a collapse signal must hold before it counts (0: 4% of train.steps, at least 100)
+    collapse_window: int = 0
+    # steps between the watchdog's diversity checks and verdicts (0: a quarter of the window)
+    collapse_every: int = 0
+    # the samples' spread over the real data's under which diversity has collapsed; 0 to 1
+    collapse_diversity: float = 0.2
     # experiment trackers through Accelerate, e.g. ["tensorboard"] (files in RUN/trackers/; on the command
     # line --set train.log_with=tensorboard,wandb):
     # losses, metrics, sample images and audio; each needs its package (pip install 'mmgan[tensorboard]')

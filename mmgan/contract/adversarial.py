@@ -29,7 +29,15 @@ class AdversarialLoss(abc.ABC):
     """A GAN objective: ``d_loss`` for the discriminator step, ``g_loss`` for the generator step.
 
     Subclasses define the per-scale terms ``_d`` and ``_g`` on logit tensors.
+
+    The collapse watchdog (``train.on_collapse``) reads two levels, where a loss has them (contract
+    version 9): ``collapse_floor``, the D loss at or under which D has all but won (its generator then learns
+    nothing; None for losses that sit near their floor legitimately, as hinge losses do), and
+    ``explosion_level``, the G loss above which G's samples are all but certainly told apart (None: no level).
     """
+
+    collapse_floor: float | None = None
+    explosion_level: float | None = None
 
     def d_loss(self, real: Any, fake: Any) -> torch.Tensor:
         """Discriminator loss from its outputs on a real and a generated batch."""

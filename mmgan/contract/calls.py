@@ -93,3 +93,27 @@ def report_sections(ctx: ReportContext, pm: pluggy.PluginManager | None = None) 
     own = modality_objects(pm).get(ctx.modality)
     answers = [own.report_section(ctx) if own is not None else None, *pm.hook.mmgan_report_section(ctx=ctx)]
     return [section for section in answers if section is not None]
+
+
+#: the most values core's default features keep of one sample
+DEFAULT_FEATURES = 4096
+
+
+def features(name: str, samples: torch.Tensor, config: Any, pm: pluggy.PluginManager | None = None) -> torch.Tensor:
+    """Modality ``name``'s features (N, d) of ``samples`` (N, ...): its ``features``, else the samples
+    flattened, average-pooled along their last axis to at most :data:`DEFAULT_FEATURES` values."""
+    import torch.nn.functional as F
+
+    pm = pm or get_plugin_manager()
+    samples = samples.detach().float().cpu()
+    with plugin_code(name, "features", pm):
+        found = get_modality_object(name, pm).features(samples, config)
+    if found is None:
+        flat = samples.reshape(samples.shape[0], -1)
+        if flat.shape[1] > DEFAULT_FEATURES:
+            flat = F.adaptive_avg_pool1d(flat[:, None], DEFAULT_FEATURES)[:, 0]
+        return flat
+    if found.dim() != 2 or found.shape[0] != samples.shape[0]:
+        raise PluginFailed(f"modality {name!r}: features must return (N, d) for N = {samples.shape[0]} samples, "
+                           f"got {tuple(found.shape)}")
+    return found.detach().float().cpu()

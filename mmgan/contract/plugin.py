@@ -94,6 +94,13 @@ class ModalityPlugin:
         given; return the written paths."""
         return None
 
+    def features(self, samples: torch.Tensor, config: Any) -> torch.Tensor | None:
+        """Called by the collapse watchdog and the memorisation check: samples (N, ...) as float32 on the CPU
+        -> features (N, d) in which distances between samples mean something (pixels at a low resolution,
+        statistics of a log-mel). None: core's default, the samples flattened, their trailing axes
+        average-pooled to at most 4096 values (contract version 9)."""
+        return None
+
     def generator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor] | None:
         """Called in every generator update of this modality: extra weighted loss terms (a reconstruction
         loss, feature matching), each logged as ``<modality>/g/<name>``."""

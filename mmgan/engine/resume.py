@@ -20,11 +20,13 @@ log = logging.getLogger("mmgan")
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, ema: nn.Module, noise: torch.Generator,
-                    keep: int, on_published: Callable[[], None], meta: dict[str, Any] | None = None) -> None:
+                    keep: int, on_published: Callable[[], None], meta: dict[str, Any] | None = None,
+                    protect: int | None = None) -> None:
     """Save resumable state under a staging name, then rename: the previous one stays valid until then.
 
     Every rank calls this; rank 0 alone writes mmgan's own state, publishes, then calls ``on_published``
     (the export). ``meta`` (JSON) is saved beside the step and comes back from :func:`load_checkpoint`.
+    Rotation keeps the newest ``keep`` and the newest at or before step ``protect``.
     Not enough free space for a checkpoint the size of the last one is a ``StorageError`` before anything
     is written; a write that fails anyway (on any rank) removes the staging directory and is a
     ``StorageError`` on every rank, naming the path and the intact checkpoint to resume from.
@@ -49,7 +51,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, ema: nn.
         tensors["noise_rng"] = noise_states
         try:
             checkpoint.write_extra_state(staging, step, tensors, {"mmgan_version": __version__, **(meta or {})})
-            checkpoint.publish_checkpoint(run_dir, step, keep)
+            checkpoint.publish_checkpoint(run_dir, step, keep, protect)
         except StorageError as exc:
             problem = str(exc)
     _raise_everywhere(acc, problem, run_dir, staging)

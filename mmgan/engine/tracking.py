@@ -188,6 +188,13 @@ class RunFacts:
         except MMGANError as exc:  # the run's own error matters more than its facts
             log.warning("%s", exc)
 
+    def note(self, key: str, value: Any) -> None:
+        """Record ``key`` in run.json now (a collapse found, a rollback)."""
+        if not self.facts:
+            return
+        self.facts[key] = value
+        self._write()
+
     def _write(self) -> None:
         with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps(self.facts, indent=2) + "\n", encoding="utf-8")

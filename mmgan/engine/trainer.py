@@ -34,6 +34,7 @@ from mmgan.engine.build import (
     load_trunk,
     new_accelerator,
 )
+from mmgan.engine.collapse import Watchdog
 from mmgan.engine.distributed import convert_sync_batchnorm, end_training, rank0_work
 from mmgan.engine.ema import ema_groups, update_ema_groups
 from mmgan.engine.finite import check_losses, check_weights
@@ -129,6 +130,7 @@ class Trainer(RunOutputs):
         self.facts = RunFacts(self.run_dir)
         self.trackers: Trackers | None = None  # started by fit(), on the run's first written step
         self.callbacks = training_callbacks(self.pm)
+        self.watchdog = Watchdog(self)
         if resume and checkpoint.checkpoint_dirs(self.run_dir):
             self.step, meta = load_checkpoint(acc, self.run_dir, self.ema, noise, config.run.seed,
                                               (self.opt_g, self.opt_d))
@@ -137,6 +139,8 @@ class Trainer(RunOutputs):
             for callback in self.callbacks:
                 if callback.name in saved:
                     callback.load_state_dict(saved[callback.name])
+            self.watchdog.load_state_dict(meta.get("watchdog", {}))
+            self.watchdog.after_resume()
             self.train_seconds = float(meta.get("train_seconds", 0.0))
             self.train_cpu_seconds = float(meta.get("train_cpu_seconds", 0.0))
         elif resume:  # stopped before its first checkpoint: start again with its own config
@@ -262,6 +266,7 @@ class Trainer(RunOutputs):
             self.step += 1
             bar.update(1)
             check_losses(acc, losses, self.step, self.run_dir)  # a NaN stops here, before anything is written
+            record = None
             if self.step % t.log_every == 0 or self.step == t.steps:
                 now = time.perf_counter()
                 record = {"step": self.step, **mean_over_processes(self.accelerator, losses),
@@ -274,6 +279,11 @@ class Trainer(RunOutputs):
                 bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith("/adv")}, refresh=False)
                 for callback in self.callbacks:
                     callback.on_step_end(self.step, {k: v for k, v in record.items() if "/" in k})
+            if self.watchdog.observe(self.step, record):  # rolled back to an earlier checkpoint
+                batches = self.batches()
+                bar.reset(total=t.steps)
+                bar.update(self.step)
+                continue
             # each modality is sampled, evaluated and exported at the intervals while it trains, and at its
             # own last step; after that, not again (the trunk it shares goes on training for the others)
             live = self.live_modalities()
@@ -337,5 +347,7 @@ class Trainer(RunOutputs):
                             self.config.train.keep_checkpoints, self.export,
                             {"best": self.selection.best, "train_seconds": round(self.train_seconds, 3),
                              "train_cpu_seconds": round(self.train_cpu_seconds, 3),
+                             "watchdog": self.watchdog.state_dict(),
                              **({"callbacks": {c.name: c.state_dict() for c in self.callbacks}}
-                                if self.callbacks else {})})
+                                if self.callbacks else {})},
+                            protect=self.watchdog.protected_step(self.step))

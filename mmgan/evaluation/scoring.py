@@ -132,13 +132,22 @@ def evaluate_run(run_dir: str | Path, modality: str | None = None, data: str | N
                  num_samples: int | None = None, batch_size: int = 250, seed: int = 0,
                  device: torch.device | str = "cpu",
                  options: dict[str, Any] | None = None, pm: pluggy.PluginManager | None = None,
-                 last: bool = False) -> dict[str, Any]:
-    """What ``mmgan eval`` reports for a run's exported generator: the settings and every plugin's metrics."""
+                 last: bool = False, memorisation: bool = True) -> dict[str, Any]:
+    """What ``mmgan eval`` reports for a run's exported generator: the settings and every plugin's metrics,
+    and with ``memorisation`` the data-copying verdict (``metrics["memorisation"]``; the generated samples
+    nearest their training neighbours, beside them, in ``RUN/memorisation/<modality>``)."""
     ctx = context_for_run(run_dir, modality, data, num_samples, batch_size, seed, device, options, pm, last)
     started = time.perf_counter()
     results = evaluate(ctx, pm)
     if not results:
         raise PluginError(f"no installed plugin computes metrics for modality {ctx.name!r}")
+    if memorisation:
+        from mmgan.config.values import read_toml
+        from mmgan.evaluation.memorisation import memorisation as copying
+
+        run_seed = int(read_toml(Path(run_dir) / "config.toml").get("run", {}).get("seed", 0))
+        results["memorisation"] = metric_value(ctx.name, "memorisation", copying(
+            ctx, ctx.config.data, run_seed, Path(run_dir) / "memorisation" / ctx.name))
     _, meta = read_export(Path(run_dir), ctx.name, last)
     return {
         "run": str(run_dir), "modality": ctx.name, "step": meta.get("step"),

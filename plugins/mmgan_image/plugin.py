@@ -157,6 +157,13 @@ class ImagePlugin(ModalityPlugin):
         except ValueError as exc:
             raise DataError(str(exc)) from None
 
+    def features(self, samples: torch.Tensor, config: ImageConfig) -> torch.Tensor:
+        """Pixels at 16 x 16 (area-averaged), 768 values: near-copies are near here whatever the image size, and
+        the collapse watchdog and memorisation check need no network (docs/trust.md)."""
+        import torch.nn.functional as F
+
+        return F.adaptive_avg_pool2d(samples.float(), 16).flatten(1)
+
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         from mmgan_image.metrics import image_metrics
 

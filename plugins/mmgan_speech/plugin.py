@@ -294,6 +294,16 @@ class SpeechPlugin(ModalityPlugin):
 
         return write_speech_samples(samples, Path(path), real, config=MEL.get())
 
+    def features(self, samples: torch.Tensor, config: SpeechConfig) -> torch.Tensor:
+        """Waves (N, 1, T) -> each log-mel band's mean and standard deviation over time (2 x n_mels values):
+        what was said and how it sounds, for the collapse watchdog's spread and the memorisation check."""
+        import torch
+
+        from mmgan_speech.mel import mel_spectrogram
+
+        mel = mel_spectrogram(samples.float().reshape(samples.shape[0], -1), MEL.get())
+        return torch.cat([mel.mean(dim=-1), mel.std(dim=-1)], dim=1)
+
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         """Copy synthesis of ``ctx.num_samples`` held-out clips of ``ctx.data``: mel_l1, mrstft, mcd_db, and
         pesq_wb and stoi with the ``audio-metrics`` extra (``mmgan_speech.metrics``)."""
