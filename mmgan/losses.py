@@ -6,6 +6,7 @@ scale, as MelGAN's) or an object with a ``logits`` attribute; each scale's loss 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +40,13 @@ def r1_penalty(discriminator: Callable[[torch.Tensor], Any], real: torch.Tensor)
 class NonSaturatingLoss(AdversarialLoss):
     """Goodfellow et al. 2014: D maximises log D(x) + log(1 - D(G(z))); G maximises log D(G(z)).
 
-    Collapse levels: D's loss at 0.05 means D gives reals and fakes the right side at about 97.5%
-    each; G's loss at 6 means D gives its samples a chance of 0.25% of being real."""
+    Collapse levels: D's loss at 0.01 means D gives reals and fakes the right side at about 99.5%
+    each (the image default's D sits at 0.04-0.13, window medians of 3 runs; docs/benchmarks.md); G's loss
+    at 6 means D gives its samples a chance of 0.25% of being real."""
 
-    collapse_floor = 0.05
+    collapse_floor = 0.01
     explosion_level = 6.0
+    chance_level = 2 * math.log(2)
 
     def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
@@ -58,7 +61,10 @@ class NonSaturatingLoss(AdversarialLoss):
 
 
 class HingeLoss(AdversarialLoss):
-    """Lim & Ye 2017, as in SAGAN and BigGAN."""
+    """Lim & Ye 2017, as in SAGAN and BigGAN. D's loss sits near 0 legitimately (no floor); at 2 it tells
+    nothing apart."""
+
+    chance_level = 2.0
 
     def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
@@ -77,6 +83,7 @@ class LeastSquaresLoss(AdversarialLoss):
 
     collapse_floor = 0.02
     explosion_level = 0.9
+    chance_level = 0.5
 
     def _d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return ((real - 1) ** 2).mean() + (fake**2).mean()

@@ -171,3 +171,11 @@ def test_rollback_without_a_checkpoint_before_the_onset_says_so_and_stops(tmp_pa
 def test_watchdog_settings_are_checked(tmp_path, setting, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         run(tmp_path / "r", 2, setting)
+
+
+def test_a_d_loss_at_its_chance_level_tells_nothing_apart():
+    w = CollapseWatch("warn", 100, 0.2, 10, 20, {"m": 0}, {"m": 0.05}, {"m": 6.0}, {"m": 1.386})
+    d = noisy(0.2)
+    found = feed(w, range(10, 2001, 10), lambda s: d(s) if s < 1000 else 1.386 + 0.1 * ((s // 10) % 3 - 1),
+                 noisy(2.0))
+    assert [(c.signal, c.threshold) for c in found] == [("d_pinned", 1.386)] and 1000 < found[0].step <= 1120

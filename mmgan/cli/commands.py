@@ -253,7 +253,7 @@ def generate(run_dir: Path, num: int, output: Path, modality: str | None, seed: 
 @click.option("--out", type=click.Path(path_type=Path), help="Report file [default: RUN/eval.json].")
 @click.option("--last", is_flag=True, help="Use the last step's export, not the best one the run kept (select_by).")
 @click.option("--no-memorisation", is_flag=True,
-              help="Skip the data-copying check (docs/trust.md#is-it-copying-its-training-data).")
+              help="Skip the data-copying check (docs/trust.md).")
 def eval_command(run_dir: Path, data: str | None, num: int, batch_size: int, seed: int, modality: str | None,
                  device: str | None, out: Path | None, last: bool, no_memorisation: bool,
                  **plugin_options: Any) -> None:

@@ -33,11 +33,14 @@ class AdversarialLoss(abc.ABC):
     The collapse watchdog (``train.on_collapse``) reads two levels, where a loss has them (contract
     version 9): ``collapse_floor``, the D loss at or under which D has all but won (its generator then learns
     nothing; None for losses that sit near their floor legitimately, as hinge losses do), and
-    ``explosion_level``, the G loss above which G's samples are all but certainly told apart (None: no level).
+    ``explosion_level``, the G loss above which G's samples are all but certainly told apart (None: no level),
+    and ``chance_level``, D's loss when it gives reals and fakes the same output at its point of indifference
+    (a D whose loss stays there tells nothing apart: dead, or diverged to a constant).
     """
 
     collapse_floor: float | None = None
     explosion_level: float | None = None
+    chance_level: float | None = None
 
     def d_loss(self, real: Any, fake: Any) -> torch.Tensor:
         """Discriminator loss from its outputs on a real and a generated batch."""

@@ -185,7 +185,7 @@ CORE_SECTIONS = ("run", "train", "trunk")
 # what a modality object may write (ModalityPlugin's methods that core calls)
 MODALITY_METHODS = ("build_generator", "build_discriminator", "read_data", "shard_codec", "write_samples",
                     "generator_loss_terms", "discriminator_loss_terms", "evaluate", "report_section", "onnx_module",
-                    "onnx_metadata", "features")
+                    "onnx_metadata", "features", "write_interpolation")
 
 
 def plugin_config_sections(pm: pluggy.PluginManager | None = None) -> dict[str, type]:

@@ -101,6 +101,12 @@ class ModalityPlugin:
         average-pooled to at most 4096 values (contract version 9)."""
         return None
 
+    def write_interpolation(self, paths: torch.Tensor, path: Path, config: Any) -> list[Path] | None:
+        """Called by ``mmgan explore``: ``paths`` (rows, steps, ...) are samples along interpolation paths (one
+        path per row); write them at ``path`` (add the suffix) as one picture or sound, and return the files.
+        None: core writes each row with :meth:`write_samples` (contract version 9)."""
+        return None
+
     def generator_loss_terms(self, ctx: LossContext) -> dict[str, torch.Tensor] | None:
         """Called in every generator update of this modality: extra weighted loss terms (a reconstruction
         loss, feature matching), each logged as ``<modality>/g/<name>``."""

@@ -41,7 +41,8 @@ def build_watch(config: Any, adversarial: dict[str, Any]) -> CollapseWatch:
     return CollapseWatch(t.on_collapse, window, t.collapse_diversity, t.log_every, every,
                          {m: int(getattr(config.modalities[m], "adversarial_start", 0)) for m in names},
                          {m: getattr(adversarial[m], "collapse_floor", None) for m in names},
-                         {m: getattr(adversarial[m], "explosion_level", None) for m in names})
+                         {m: getattr(adversarial[m], "explosion_level", None) for m in names},
+                         {m: getattr(adversarial[m], "chance_level", None) for m in names})
 
 
 class Watchdog:

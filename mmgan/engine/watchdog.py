@@ -5,7 +5,8 @@ Three signals per modality, each judged over a sliding window of ``train.collaps
 - **D's loss pinned**: past the modality's ``adversarial_start``, the median of D's adversarial loss in the
   window at or under the level at which D has won (``AdversarialLoss.collapse_floor``: the non-saturating
   and least-squares losses have one; hinge and relativistic losses sit near 0 legitimately and have none),
-  or the loss not moving at all (a dead D, any loss);
+  within 10% of its chance level (``chance_level``: D tells reals from fakes no better than a coin), or
+  not moving at all (a dead D, any loss);
 - **G's loss exploding**: the median of G's adversarial loss in the window above
   ``AdversarialLoss.explosion_level`` (where the loss declares one) and above 4x its median over the
   first window of adversarial training;
@@ -39,6 +40,8 @@ MODES = ("off", "warn", "stop", "rollback")
 SIGNALS = ("d_pinned", "g_exploding", "diversity")
 #: a G loss counts as exploding above this many times its median over the first window of adversarial training
 EXPLOSION_FACTOR = 4.0
+#: D's loss within this share of its chance level (``AdversarialLoss.chance_level``) is pinned there
+CHANCE_BAND = 0.1
 #: at most this many rollbacks in one run; the next collapse stops it
 MAX_ROLLBACKS = 3
 
@@ -105,10 +108,11 @@ class CollapseWatch:
 
     def __init__(self, mode: str, window: int, diversity_level: float, log_every: int, watch_every: int,
                  starts: Mapping[str, int], floors: Mapping[str, float | None],
-                 explosions: Mapping[str, float | None]) -> None:
+                 explosions: Mapping[str, float | None], chances: Mapping[str, float | None] | None = None) -> None:
         self.mode, self.window, self.diversity_level = mode, window, diversity_level
         self.log_every, self.watch_every = log_every, watch_every
         self.starts, self.floors, self.explosions = dict(starts), dict(floors), dict(explosions)
+        self.chances = dict(chances or {})
         self.d_loss = {m: _Window(window) for m in starts}
         self.g_loss = {m: _Window(window) for m in starts}
         self.diversity = {m: _Window(window) for m in starts}
@@ -176,6 +180,9 @@ class CollapseWatch:
             return median, floor, self._onset(w)
         if max(values) - min(values) <= 1e-6 * max(1.0, abs(median)):  # not moving: a dead D
             return median, median, self._onset(w)
+        chance = self.chances.get(m)
+        if chance is not None and abs(median - chance) <= CHANCE_BAND * chance:  # D tells nothing apart
+            return median, chance, self._onset(w)
         return None
 
     def _g_exploding(self, m: str, step: int) -> tuple[float, float, int] | None:

@@ -79,6 +79,7 @@ def draw_panels(runs: list[RunData], group: str, evals: bool, names: list[str], 
             best = run.best.get(group) if evals else None
             if best is not None:
                 mark_best(ax, series, best, colour, is_metric=best.get("metric") == name)
+            mark_collapses(ax, run, group, colour)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -115,6 +116,19 @@ def mark_best(ax, series: Series, best: dict, colour: str, is_metric: bool) -> N
         value = series.values[series.steps.index(step)]
         ax.plot([step], [value], marker="*", markersize=13, color=colour, markeredgecolor="black", zorder=5)
         ax.annotate(f"best: step {step}", (step, value), textcoords="offset points", xytext=(6, 6), fontsize=8)
+
+
+def mark_collapses(ax, run: RunData, group: str, colour: str) -> None:  # noqa: ANN001
+    """A dotted red line at each step where the collapse watchdog found a collapse of ``group``, and a
+    dash-dotted one where a rollback went back to."""
+    for found in run.facts.get("collapse", []) if isinstance(run.facts, dict) else []:
+        if isinstance(found, dict) and found.get("modality") == group and isinstance(found.get("step"), int):
+            ax.axvline(found["step"], color="red", linestyle=":", linewidth=1.2, alpha=0.8)
+            ax.annotate("collapse", (found["step"], 1), xycoords=("data", "axes fraction"), fontsize=7,
+                        color="red", xytext=(2, -10), textcoords="offset points")
+    for back in run.facts.get("rollbacks", []) if isinstance(run.facts, dict) else []:
+        if isinstance(back, dict) and isinstance(back.get("to_step"), int):
+            ax.axvline(back["to_step"], color=colour, linestyle="-.", linewidth=1, alpha=0.6)
 
 
 def moving_average(values: list[float], window: int) -> list[float]:

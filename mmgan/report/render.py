@@ -22,6 +22,7 @@ from mmgan.contract.manager import get_modality, get_plugin_manager
 from mmgan.errors import MMGANError
 from mmgan.report.data import UNKNOWN, RunData, config_differences, format_value
 from mmgan.report.plots import Plot, draw_curves
+from mmgan.report.trust import trust_section
 
 if TYPE_CHECKING:
     import torch
@@ -134,6 +135,11 @@ def plugin_sections(run: RunData, index: int, root: Path, media: MediaFiles,
             found[name] = [SectionView(base, name, note=note)]
             continue
         found[name] = [section_view(section, f"{base}-{i}", out_dir, media) for i, section in enumerate(answers)]
+    for name in run.modalities:  # core's own: collapses found, the memorisation check, the exploration
+        extra = trust_section(run.path, name, run.facts)
+        if extra is not None:
+            found.setdefault(name, []).append(section_view(extra, f"r{index + 1}-{name}-trust",
+                                                           root / "media" / f"run{index + 1}" / name, media))
     return found
 
 

@@ -157,6 +157,13 @@ class ImagePlugin(ModalityPlugin):
         except ValueError as exc:
             raise DataError(str(exc)) from None
 
+    def write_interpolation(self, paths: torch.Tensor, path: Path, config: ImageConfig) -> list[Path]:
+        """One grid, a path per row."""
+        from mmgan_image.grid import save_grid
+
+        path = Path(path)
+        return [save_grid(paths.flatten(0, 1), path if path.suffix else path.with_suffix(".png"), nrow=paths.shape[1])]
+
     def features(self, samples: torch.Tensor, config: ImageConfig) -> torch.Tensor:
         """Pixels at 16 x 16 (area-averaged), 768 values: near-copies are near here whatever the image size, and
         the collapse watchdog and memorisation check need no network (docs/trust.md)."""

@@ -294,6 +294,16 @@ class SpeechPlugin(ModalityPlugin):
 
         return write_speech_samples(samples, Path(path), real, config=MEL.get())
 
+    def write_interpolation(self, paths: torch.Tensor, path: Path, config: SpeechConfig) -> list[Path]:
+        """Per path ``<path>_<row>.wav`` (its clips from one end to the other, with short gaps) and ``.png``
+        (their log-mels, one per line)."""
+        from mmgan_speech.samples import write_speech_samples
+
+        files = []
+        for row, clips in enumerate(paths):
+            files += write_speech_samples(clips, Path(f"{path}_{row}"), None, count=len(clips), config=MEL.get())
+        return files
+
     def features(self, samples: torch.Tensor, config: SpeechConfig) -> torch.Tensor:
         """Waves (N, 1, T) -> each log-mel band's mean and standard deviation over time (2 x n_mels values):
         what was said and how it sounds, for the collapse watchdog's spread and the memorisation check."""
