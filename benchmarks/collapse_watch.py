@@ -22,9 +22,9 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mmgan.config.values import read_toml  # noqa: E402
-from mmgan.contract.manager import get_adversarial_loss  # noqa: E402
-from mmgan.engine.collapse import build_watch, watch_settings  # noqa: E402
+from mmgan.api import get_plugin_manager  # noqa: E402
+from mmgan.config import read_toml  # noqa: E402
+from mmgan.engine import build_watch, watch_settings  # noqa: E402
 
 
 def replay(run: Path) -> tuple[list, int]:
@@ -35,7 +35,9 @@ def replay(run: Path) -> tuple[list, int]:
     names = settings["run"]["modalities"]
     config = SimpleNamespace(train=SimpleNamespace(**train), run=SimpleNamespace(modalities=names),
                              modalities={m: SimpleNamespace(**settings.get(m, {})) for m in names})
-    losses = {m: get_adversarial_loss(settings.get(m, {}).get("loss") or train["loss"]) for m in names}
+    found_losses = {}
+    get_plugin_manager().hook.mmgan_register_losses(register=found_losses.__setitem__)
+    losses = {m: found_losses[settings.get(m, {}).get("loss") or train["loss"]] for m in names}
     watch = build_watch(config, losses)
     _, every = watch_settings(config)
     found = []

@@ -184,7 +184,8 @@ for name in ("image", "speech"):
     report = out / f"eval-{name}.json"
     if report.exists():
         metrics = json.loads(report.read_text())["metrics"]
-        lines.append(f"\n{name} eval: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        lines.append(f"\n{name} eval: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                                                    for k, v in metrics.items()))
 (out / "results.md").write_text("\n".join(lines) + "\n")
 (out / "smoke_failed").unlink(missing_ok=True)
 if not all(ok for _, ok, _, _ in rows):

@@ -138,7 +138,7 @@ def score(args: argparse.Namespace) -> None:
                     continue
                 report = run / f"eval-{modality}.json"
                 num = dict(item.split("=", 1) for item in args.num).get(modality)
-                command = mmgan("eval", str(run), "--modality", modality, "--out", str(report),
+                command = mmgan("eval", str(run), "--modality", modality, "--out", str(report), "--no-memorisation",
                                 *(["-n", num] if num else []))
                 subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
                 metrics = json.loads(report.read_text(encoding="utf-8"))["metrics"]

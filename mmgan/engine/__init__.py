@@ -16,8 +16,9 @@ A reader can take it one part at a time:
 """
 
 from mmgan.engine.build import build_discriminators, build_generators, load_trunk
+from mmgan.engine.collapse import build_watch, watch_settings
 from mmgan.engine.ema import batchnorm_layers, ema_decay, recalibrate_batchnorm
 from mmgan.engine.trainer import Trainer
 
-__all__ = ["Trainer", "batchnorm_layers", "build_discriminators", "build_generators", "ema_decay", "load_trunk",
-           "recalibrate_batchnorm"]
+__all__ = ["Trainer", "batchnorm_layers", "build_discriminators", "build_generators", "build_watch", "ema_decay",
+           "load_trunk", "recalibrate_batchnorm", "watch_settings"]

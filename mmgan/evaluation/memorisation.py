@@ -28,7 +28,7 @@ from mmgan.errors import MetricError
 #: Z of the Mann-Whitney test under which a generator copies (Meehan et al. 2020 flag Z < -3)
 THRESHOLD = -3.0
 #: the most training samples the nearest neighbours are searched among
-MAX_TRAINING = 5000
+MAX_TRAINING = 2000
 #: the pairs (generated, nearest training sample) written for the report
 PAIRS = 8
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ from mmgan.data.loading import open_training_data
 from mmgan.errors import MetricError, PluginError
 from mmgan.evaluation.inference import load_generator, pick_modality
 from mmgan.files import atomic_path
+
+log = logging.getLogger("mmgan")
 
 
 class ModalityGenerator(nn.Module):
@@ -146,8 +149,12 @@ def evaluate_run(run_dir: str | Path, modality: str | None = None, data: str | N
         from mmgan.evaluation.memorisation import memorisation as copying
 
         run_seed = int(read_toml(Path(run_dir) / "config.toml").get("run", {}).get("seed", 0))
-        results["memorisation"] = metric_value(ctx.name, "memorisation", copying(
-            ctx, ctx.config.data, run_seed, Path(run_dir) / "memorisation" / ctx.name))
+        try:
+            results["memorisation"] = metric_value(ctx.name, "memorisation", copying(
+                ctx, ctx.config.data, run_seed, Path(run_dir) / "memorisation" / ctx.name))
+        except MetricError as exc:  # too few samples, a stream of shards: the other metrics still count
+            log.warning("memorisation check skipped: %s", exc)
+            results["memorisation"] = {"skipped": str(exc)}
     _, meta = read_export(Path(run_dir), ctx.name, last)
     return {
         "run": str(run_dir), "modality": ctx.name, "step": meta.get("step"),
