@@ -37,6 +37,11 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
 
 
+def checkpoint_step(directory: Path) -> int:
+    """The step of a checkpoint directory ``step_NNNNNN``."""
+    return int(Path(directory).name.removeprefix("step_"))
+
+
 def latest_checkpoint(run_dir: Path) -> Path:
     """The newest complete checkpoint, or a CheckpointError naming the run directory."""
     found = checkpoint_dirs(run_dir)
@@ -88,7 +93,7 @@ def publish_checkpoint(run_dir: Path, step: int, keep: int, protect: int | None 
     found = checkpoint_dirs(run_dir)
     kept = []
     if protect is not None:
-        steps = [int(d.name.removeprefix("step_")) for d in found]
+        steps = [checkpoint_step(d) for d in found]
         kept = [d for d, s in zip(found, steps, strict=True) if s > protect]
         kept += [d for d, s in zip(found, steps, strict=True) if s <= protect][-1:]
     for old in found[:-keep]:

@@ -151,17 +151,18 @@ class Watchdog:
             return False
         saved = checkpoint.checkpoint_dirs(tr.run_dir)
         if mode == "stop":
-            last = f"its last checkpoint is step {_step_of(saved[-1])}" if saved else "no checkpoint was written"
+            last = (f"its last checkpoint is step {checkpoint.checkpoint_step(saved[-1])}" if saved
+                    else "no checkpoint was written")
             raise TrainingCollapsed(f"{found[0].line()}: the run stopped (train.on_collapse = stop); {last}")
         onset = min(c.onset for c in found)
-        before = [d for d in saved if _step_of(d) <= onset]
+        before = [d for d in saved if checkpoint.checkpoint_step(d) <= onset]
         if not before:
             raise TrainingCollapsed(f"{found[0].line()}: no checkpoint from before step {onset} to roll back to; "
                                     "the run stopped (lower the learning rates, or train.checkpoint_every)")
         if len(self.watch.rollbacks) >= MAX_ROLLBACKS:
             raise TrainingCollapsed(f"{found[0].line()}: collapsed again after {MAX_ROLLBACKS} rollbacks; the run "
-                                    f"stopped; its last checkpoint is step {_step_of(saved[-1])}")
-        self.rollback(step, _step_of(before[-1]), found)
+                                    f"stopped; its last checkpoint is step {checkpoint.checkpoint_step(saved[-1])}")
+        self.rollback(step, checkpoint.checkpoint_step(before[-1]), found)
         return True
 
     def rollback(self, step: int, to: int, found: list[Collapse]) -> None:
@@ -172,7 +173,7 @@ class Watchdog:
         tr, acc = self.trainer, self.trainer.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
-            for newer in (d for d in checkpoint.checkpoint_dirs(tr.run_dir) if _step_of(d) > to):
+            for newer in (d for d in checkpoint.checkpoint_dirs(tr.run_dir) if checkpoint.checkpoint_step(d) > to):
                 shutil.rmtree(newer)
         acc.wait_for_everyone()
         state = self.watch.state_dict()  # the checkpoint's watchdog state is older than this rollback
@@ -207,7 +208,3 @@ def scale_learning_rates(optimizers: tuple[torch.optim.Optimizer, ...], scale: f
             group["lr"] *= scale
             if "base_lr" in group:
                 group["base_lr"] *= scale
-
-
-def _step_of(directory: Any) -> int:
-    return int(directory.name.removeprefix("step_"))

@@ -68,6 +68,6 @@ def _resume_hint(run_dir: Path) -> str:
     saved = checkpoint.checkpoint_dirs(run_dir)
     if not saved:
         return "no checkpoint was written before it: start again with lower learning rates (train.lr_g, train.lr_d)"
-    step = int(saved[-1].name.split("_")[-1])
+    step = checkpoint.checkpoint_step(saved[-1])
     return (f"continue from the finite checkpoint of step {step} with lower learning rates: mmgan run --resume "
             f"{run_dir} --set train.lr_g=... --set train.lr_d=...")

@@ -32,6 +32,7 @@ from mmgan.contract import calls
 from mmgan.contract.manager import get_modality, get_modality_object, get_plugin_manager
 from mmgan.errors import ConfigError, MMGANError
 from mmgan.evaluation.inference import load_generator
+from mmgan.evaluation.scoring import ModalityGenerator
 from mmgan.files import atomic_path
 
 log = logging.getLogger("mmgan")
@@ -58,17 +59,6 @@ class OnnxExport:
     output_shape: tuple[int, ...]
     dynamic_axes: dict[int, str]
     max_difference: float
-
-
-class _Generate(nn.Module):
-    """The generator of one modality as a one-input module: ``input -> sample``."""
-
-    def __init__(self, generator: nn.Module, modality: str) -> None:
-        super().__init__()
-        self.generator, self.modality = generator, modality
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.generator(self.modality, x)
 
 
 def check_installed() -> None:
@@ -99,7 +89,7 @@ def export_onnx(run_dir: Path, modality: str, out: Path, last: bool = False, ops
     pm = get_plugin_manager()
     generator, config = load_generator(run_dir, modality, pm, last=last)
     plugin = get_modality_object(modality, pm)
-    original = _Generate(generator, modality).eval()
+    original = ModalityGenerator(generator, modality).eval()
     module = plugin.onnx_module(generator, config)
     module = (module if module is not None else original).eval()
     axes = {0: "batch", **dict(plugin.onnx_axes)}

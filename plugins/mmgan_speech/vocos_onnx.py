@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmgan.evaluation import ModalityGenerator
 from mmgan_speech.mel import MelConfig
 from mmgan_speech.vocos import MAX_LOG_MAGNITUDE, PHASE_MOMENTUM, ISTFTHead, _mel_pseudo_inverse, _padded_window
 
@@ -127,15 +128,6 @@ class RealISTFTHead(nn.Module):
         return self.stft.inverse(magnitude * real, magnitude * imag).unsqueeze(1)
 
 
-class _Vocode(nn.Module):
-    def __init__(self, generator: nn.Module, modality: str) -> None:
-        super().__init__()
-        self.generator, self.modality = generator, modality
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.generator(self.modality, mel)
-
-
 def onnx_vocos(generator: nn.Module, modality: str) -> nn.Module:
     """``mel -> wave`` of a generator set whose ``modality`` head is an :class:`ISTFTHead`, with that head in
     real arithmetic (a shallow copy of the set: its layers are shared with ``generator``)."""
@@ -145,4 +137,4 @@ def onnx_vocos(generator: nn.Module, modality: str) -> nn.Module:
     real = copy.copy(generator)  # the set's own module dicts are replaced, not its layers
     real._modules = dict(generator._modules)
     real.heads = nn.ModuleDict({**generator.heads, modality: RealISTFTHead(head)})
-    return _Vocode(real, modality).eval()
+    return ModalityGenerator(real, modality).eval()
